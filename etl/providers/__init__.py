@@ -1,0 +1,28 @@
+"""The market-data providers, by name, and how to build one from the settings."""
+
+from __future__ import annotations
+
+import importlib
+
+from etl.config import API_KEY_VARIABLES, PROVIDER_NAMES, Settings
+from etl.errors import MissingKeyError
+from etl.providers.base import Provider
+from etl.utils.fetch_utils import make_session
+
+PROVIDER_MODULES = {name: f"etl.providers.{name}" for name in PROVIDER_NAMES}
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The provider class of `name` (each module exposes it as `PROVIDER`)."""
+    return importlib.import_module(PROVIDER_MODULES[name]).PROVIDER
+
+
+def make_provider(name: str, settings: Settings) -> Provider:
+    """A ready provider: its own rate-limited session, base URL and key from the settings."""
+    cls = provider_class(name)
+    key = settings.api_key(name)
+    if cls.needs_key and not key:
+        raise MissingKeyError(f"{name}: {API_KEY_VARIABLES[name]} is not set — set it in the environment or "
+                              f".env, or take {name} out of the provider chain")
+    session = make_session(name, timeout=settings.http_timeout, per_minute=cls.limits.per_minute)
+    return cls(session, settings.base_url(name), key)
