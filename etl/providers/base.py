@@ -47,6 +47,9 @@ class Provider:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        # Provider symbols found at run time (e.g. CoinGecko ids resolved through /search);
+        # the pipeline stores them in asset.provider_symbol so they are looked up once.
+        self.learned_symbols: dict[Asset, str] = {}
 
     def supports(self, asset: Asset) -> bool:
         return asset.asset_type in self.asset_types
