@@ -78,6 +78,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     http_timeout: float = 20.0
+    http_retries: int = 4
+    http_backoff: float = 0.5
     worker_group: str = "financial-tracker-etl"
     worker_partitions: int = 6
 
@@ -148,6 +150,8 @@ class Settings:
             log_level=log_level,
             log_format=log_format,
             http_timeout=float(_int("ETL_HTTP_TIMEOUT", get("ETL_HTTP_TIMEOUT"), 20, minimum=1, maximum=600)),
+            http_retries=_int("ETL_HTTP_RETRIES", get("ETL_HTTP_RETRIES"), 4, minimum=0, maximum=20),
+            http_backoff=_seconds("ETL_HTTP_BACKOFF", get("ETL_HTTP_BACKOFF"), 0.5),
             worker_group=get("ETL_WORKER_GROUP") or "financial-tracker-etl",
             worker_partitions=_int("ETL_WORKER_PARTITIONS", get("ETL_WORKER_PARTITIONS"), 6, minimum=1, maximum=1000),
         )
@@ -219,6 +223,18 @@ def _int(variable: str, value: str | None, default: int, *, minimum: int, maximu
         raise ConfigError(f"{variable} must be a whole number, got {value!r}") from None
     if not minimum <= number <= maximum:
         raise ConfigError(f"{variable} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _seconds(variable: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number of seconds, got {value!r}") from None
+    if not 0 <= number <= 600:
+        raise ConfigError(f"{variable} must be between 0 and 600 seconds, got {value}")
     return number
 
 

@@ -81,6 +81,7 @@ def etl_env(monkeypatch, tmp_path, database_url, schema) -> dict[str, str]:
         "FRANKFURTER_BASE_URL": UNREACHABLE,
         "ALPHA_VANTAGE_BASE_URL": UNREACHABLE,
         "KAFKA_TOPIC_PREFIX": f"{schema}.",
+        "ETL_HTTP_BACKOFF": "0.01",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -24,5 +24,6 @@ def make_provider(name: str, settings: Settings) -> Provider:
     if cls.needs_key and not key:
         raise MissingKeyError(f"{name}: {API_KEY_VARIABLES[name]} is not set — set it in the environment or "
                               f".env, or take {name} out of the provider chain")
-    session = make_session(name, timeout=settings.http_timeout, per_minute=cls.limits.per_minute)
+    session = make_session(name, timeout=settings.http_timeout, per_minute=cls.limits.per_minute,
+                           retries=settings.http_retries, backoff=settings.http_backoff)
     return cls(session, settings.base_url(name), key)
