@@ -1,0 +1,199 @@
+"""Validation of provider rows before loading: pure functions, plain unit tests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from etl.models import Bar, Quote
+from etl.validate import CLOSE_TOLERANCE, to_decimal, to_major_unit, validate_bars, validate_quotes
+
+START, END, TODAY = date(2024, 1, 1), date(2024, 1, 31), date(2024, 2, 15)
+
+
+def bar(day: int, price: str | None = "100", **fields) -> Bar:
+    values = {"open": "99", "high": "101", "low": "98", "volume": "1000", "adj_close": price}
+    values.update(fields)
+    return Bar(symbol="AAPL", asset_type="STOCK", date=date(2024, 1, day), source="test",
+               price=None if price is None else Decimal(price),
+               **{k: (None if v is None else Decimal(v)) for k, v in values.items()})
+
+
+def quote(symbol: str = "AAPL", price: str | None = "100", *, day: date = TODAY, minute: int = 0,
+          **fields) -> Quote:
+    return Quote(symbol=symbol, asset_type="STOCK", date=day, source="test",
+                 price=None if price is None else Decimal(price),
+                 as_of=datetime(2024, 2, 15, 15, minute, tzinfo=timezone.utc),
+                 **{k: (None if v is None else Decimal(v)) for k, v in fields.items()})
+
+
+def kept_days(result) -> list[int]:
+    return [row.date.day for row in result.rows]
+
+
+def only_reason(result) -> str:
+    assert result.dropped == 1, result.reasons
+    (reason,) = result.reasons
+    return reason
+
+
+# to_decimal
+
+@pytest.mark.parametrize("value, expected", [
+    (Decimal("187.4400024414062"), Decimal("187.4400024414062")),
+    (42, Decimal(42)),
+    ("1.0956", Decimal("1.0956")),
+    (" 0.00000123 ", Decimal("0.00000123")),
+    ("1e-8", Decimal("1E-8")),
+])
+def test_to_decimal_keeps_every_digit_of_numbers_and_numeric_text(value, expected):
+    result = to_decimal(value)
+    assert result == expected and str(result) == str(expected)
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", "n/a", "12,5", True, [1], {"a": 1}, 1.5])
+def test_to_decimal_turns_missing_and_unreadable_values_into_none(value):
+    assert to_decimal(value) is None
+
+
+def test_to_decimal_keeps_nan_so_validation_can_count_it():
+    assert to_decimal("NaN").is_nan()
+    assert to_decimal(Decimal("NaN")).is_nan()
+
+
+# to_major_unit
+
+@pytest.mark.parametrize("currency, major", [("GBp", "GBP"), ("GBX", "GBP"), ("ZAc", "ZAR"), ("ZAC", "ZAR"),
+                                             ("ILA", "ILS"), ("ILs", "ILS")])
+def test_prices_in_minor_units_become_the_major_currency_divided_by_100(currency, major):
+    assert to_major_unit(Decimal("2456.5"), currency) == (Decimal("24.565"), major)
+
+
+@pytest.mark.parametrize("currency, expected", [("GBP", "GBP"), ("usd", "USD"), ("EUR", "EUR"), ("ILS", "ILS"),
+                                                ("ZAR", "ZAR")])
+def test_major_currencies_are_left_alone_and_upper_cased(currency, expected):
+    assert to_major_unit(Decimal("2456.5"), currency) == (Decimal("2456.5"), expected)
+
+
+def test_a_missing_value_or_currency_passes_through():
+    assert to_major_unit(None, "GBp") == (None, "GBP")
+    assert to_major_unit(Decimal("5"), None) == (Decimal("5"), None)
+
+
+# validate_bars
+
+def test_clean_bars_are_all_kept_sorted_by_date():
+    result = validate_bars([bar(5), bar(3), bar(4)], START, END, TODAY)
+    assert kept_days(result) == [3, 4, 5]
+    assert result.dropped == 0 and not result.reasons
+
+
+@pytest.mark.parametrize("bad_bar, reason", [
+    (bar(3, None), "missing price"),
+    (bar(3, "NaN", adj_close=None), "non-finite price"),
+    (bar(3, "Infinity", adj_close=None, high=None), "non-finite price"),
+    (bar(3, "0", adj_close=None, low=None), "non-positive price"),
+    (bar(3, "-1", adj_close=None, low=None), "non-positive price"),
+    (bar(3, high="97", low="98"), "high below low"),
+    (bar(3, "110"), "close outside low-high"),
+    (bar(3, "90"), "close outside low-high"),
+    (bar(3, open="0"), "bad open/high/low"),
+    (bar(3, low="-2"), "bad open/high/low"),
+    (bar(3, high="NaN"), "bad open/high/low"),
+    (bar(3, adj_close="0"), "bad adjusted close"),
+    (bar(3, volume="-5"), "bad volume"),
+])
+def test_a_bad_bar_is_dropped_and_counted_by_reason(bad_bar, reason):
+    result = validate_bars([bar(2), bad_bar, bar(4)], START, END, TODAY)
+    assert kept_days(result) == [2, 4]
+    assert only_reason(result) == reason
+
+
+def test_a_close_just_outside_the_range_by_rounding_is_kept():
+    high = Decimal("101")
+    inside_tolerance = high * (1 + CLOSE_TOLERANCE)
+    result = validate_bars([bar(3, str(inside_tolerance))], START, END, TODAY)
+    assert kept_days(result) == [3]
+
+
+def test_a_close_just_beyond_the_tolerance_is_dropped():
+    beyond = Decimal("101") * (1 + CLOSE_TOLERANCE) + Decimal("0.0001")
+    result = validate_bars([bar(3, str(beyond))], START, END, TODAY)
+    assert only_reason(result) == "close outside low-high"
+
+
+def test_bars_without_open_high_low_are_judged_on_the_close_alone():
+    result = validate_bars([bar(3, "1.0956", open=None, high=None, low=None, volume=None)], START, END, TODAY)
+    assert kept_days(result) == [3]
+
+
+def test_bars_outside_the_requested_range_are_dropped():
+    result = validate_bars([bar(1), bar(10), bar(31)], date(2024, 1, 2), date(2024, 1, 30), TODAY)
+    assert kept_days(result) == [10]
+    assert result.reasons == {"outside requested range": 2}
+
+
+def test_bars_dated_after_today_are_dropped_even_inside_the_range():
+    result = validate_bars([bar(10), bar(11), bar(12)], START, END, today=date(2024, 1, 10))
+    assert kept_days(result) == [10]
+    assert result.reasons == {"future date": 2}
+
+
+def test_duplicate_dates_keep_the_last_row_given():
+    result = validate_bars([bar(3, "100"), bar(4), bar(3, "100.5")], START, END, TODAY)
+    assert kept_days(result) == [3, 4]
+    assert result.rows[0].price == Decimal("100.5")
+    assert result.reasons == {"duplicate date": 1}
+
+
+def test_a_bad_duplicate_does_not_replace_a_good_row():
+    result = validate_bars([bar(3, "100"), bar(3, None)], START, END, TODAY)
+    assert [row.price for row in result.rows] == [Decimal("100")]
+    assert result.reasons == {"missing price": 1}
+
+
+def test_dropped_counts_every_reason():
+    bars = [bar(1), bar(2, None), bar(3, "0", adj_close=None, low=None), bar(4, high="1"), bar(4)]
+    result = validate_bars(bars, START, END, TODAY)
+    assert result.dropped == sum(result.reasons.values()) == 3
+    assert kept_days(result) == [1, 4]
+
+
+# validate_quotes
+
+def test_clean_quotes_are_kept_one_per_asset():
+    result = validate_quotes([quote("AAPL"), quote("MSFT")], TODAY)
+    assert sorted(q.symbol for q in result.rows) == ["AAPL", "MSFT"]
+    assert result.dropped == 0
+
+
+@pytest.mark.parametrize("bad_quote, reason", [
+    (quote(price=None), "missing price"),
+    (quote(price="NaN"), "non-finite price"),
+    (quote(price="0"), "non-positive price"),
+    (quote(price="-3"), "non-positive price"),
+    (quote(day=TODAY + timedelta(days=1)), "future date"),
+    (quote(high="1", low="2"), "high below low"),
+    (quote(open="0"), "bad open/high/low"),
+])
+def test_a_bad_quote_is_dropped_and_counted(bad_quote, reason):
+    result = validate_quotes([bad_quote, quote("MSFT")], TODAY)
+    assert [q.symbol for q in result.rows] == ["MSFT"]
+    assert only_reason(result) == reason
+
+
+def test_of_two_quotes_for_one_asset_the_newest_wins_whatever_the_order():
+    older, newer = quote(price="100", minute=1), quote(price="101", minute=2)
+    for given in ([older, newer], [newer, older]):
+        result = validate_quotes(given, TODAY)
+        assert [q.price for q in result.rows] == [Decimal("101")]
+        assert result.reasons == {"duplicate quote": 1}
+
+
+def test_the_same_symbol_as_two_asset_types_is_two_quotes():
+    stock = quote("BTC")
+    crypto = Quote(**{**{f: getattr(stock, f) for f in Quote.__slots__}, "asset_type": "CRYPTO"})
+    result = validate_quotes([stock, crypto], TODAY)
+    assert len(result.rows) == 2
