@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ETL := $(VENV)/bin/etl
-EXAMPLE_ASSETS := AAPL:STOCK MSFT:STOCK VOO:ETF BTC:CRYPTO ETH:CRYPTO EUR/USD:FOREX ^GSPC:INDEX
 
 .PHONY: venv run test bench lint clean
 
@@ -19,13 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 ## run: migrate, register example assets and run every job (embedded PostgreSQL unless configured)
 run: venv
-	$(ETL) migrate
-	$(ETL) assets add $(EXAMPLE_ASSETS)
-	-$(ETL) fetch_historical_market_data
-	-$(ETL) fetch_market_data
-	-$(ETL) fetch_market_index_data
-	$(ETL) generate_mock_transactions --accounts 3 --months 12 --seed 42
-	$(ETL) runs --limit 4
+	ETL=$(ETL) bash scripts/run_example.sh
 
 ## test: the whole test suite against real PostgreSQL, Kafka and loopback HTTP servers
 test: venv
