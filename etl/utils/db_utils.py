@@ -141,7 +141,7 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     stored one never replaces it. Rows repeating a key keep the last one.
     """
     update_columns = [c for c in columns if c not in key]
-    stage = sql.Identifier(f"_stage_{table}")
+    stage = sql.Identifier("pg_temp", f"_stage_{table}")
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {stage}; "
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
@@ -170,7 +170,7 @@ def _merge_statement(table, stage, columns, key, update_columns, newer_column, t
             old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in update_columns),
             new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in update_columns))
         if newer_column:
-            changed = sql.SQL("{changed} AND EXCLUDED.{col} >= {target}.{col}").format(
+            changed = sql.SQL("{changed} AND ({target}.{col} IS NULL OR EXCLUDED.{col} >= {target}.{col})").format(
                 changed=changed, col=sql.Identifier(newer_column), target=target)
         action = sql.SQL("DO UPDATE SET {assignments} WHERE {changed}").format(
             assignments=sql.SQL(", ").join(assignments), changed=changed)
@@ -205,6 +205,8 @@ def copy_value(value: Any) -> str:
         return "\\N"
     if isinstance(value, bool):
         return "t" if value else "f"
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"{value} is not a number that can be stored: drop the row or the value")
     if isinstance(value, (int, Decimal)):
         return str(value)
     if isinstance(value, float):
@@ -298,14 +300,16 @@ JOB_TOPICS = {
 
 
 @contextmanager
-def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False) -> Iterator[JobRun]:
+def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False,
+            topic: str | None = None) -> Iterator[JobRun]:
     """Run a job under its advisory lock, recorded in etl_job_runs, ending with its event.
 
     On a normal exit the run row and the completion event are committed in the same
     transaction as whatever data the job left uncommitted, then the outbox is
     flushed. If the body raises, its uncommitted data is rolled back, the run is
     marked failed and no event is written. A dry run takes no lock and writes
-    nothing (only pending migrations are applied).
+    nothing (only pending migrations are applied). `topic` defaults to the job's
+    topic of DESIGN.md.
     """
     conn = connect(settings)
     try:
@@ -324,11 +328,11 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
             run = _start_run(conn, job, settings, params)
             try:
                 yield run
+                _finish_run(conn, run, topic or JOB_TOPICS[job])
             except BaseException as exc:
                 conn.rollback()
                 _fail_run(conn, run, exc)
                 raise
-            _finish_run(conn, run)
         finally:
             release_job_lock(conn, settings.db_schema, job)
         kafka_utils.flush_outbox(conn, settings)
@@ -353,7 +357,7 @@ def _start_run(conn, job: str, settings: Settings, params: dict) -> JobRun:
     return JobRun(job, settings, conn, params, run_id=run_id, started_at=started_at)
 
 
-def _finish_run(conn, run: JobRun) -> None:
+def _finish_run(conn, run: JobRun, topic: str) -> None:
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
@@ -364,7 +368,7 @@ def _finish_run(conn, run: JobRun) -> None:
                     (run.status, run.rows_upserted, len(run.symbols_ok), len(run.failures),
                      Json(run.failures), run.run_id))
         finished_at = cur.fetchone()[0]
-        kafka_utils.enqueue_event(cur, run.settings.topic(JOB_TOPICS[run.job]), run.job,
+        kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job,
                                   lambda event_id: run.event_payload(event_id, finished_at))
     conn.commit()
 

@@ -1,0 +1,75 @@
+"""A tiny job built on db_utils.job_run, for testing the run mechanism itself.
+
+It registers the given assets and upserts one market_data row per asset for a
+fixed day. Arguments make it report failures, sleep while holding its lock
+(with its rows written but not yet committed), or raise after writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from etl.assets import register_assets  # noqa: E402
+from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.models import Asset  # noqa: E402
+from etl.utils.db_utils import bulk_upsert, job_run  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+JOB = "sample_job"
+TOPIC = "SAMPLE_JOB_COMPLETE"
+DAY = date(2024, 1, 2)
+AS_OF = datetime(2024, 1, 2, 21, 0, tzinfo=timezone.utc)
+DEFAULT_ASSETS = [Asset("AAPL", "STOCK"), Asset("MSFT", "STOCK")]
+COLUMNS = ("symbol", "asset_type", "date", "price", "source", "as_of")
+
+
+def build_parser():
+    parser = job_parser(JOB, __doc__, date_range=False, provider=False)
+    parser.add_argument("--price", type=Decimal, default=Decimal("100.25"), help="price of every row")
+    parser.add_argument("--fail", default="", metavar="SYM,SYM", help="symbols to report as failed")
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds to wait before finishing")
+    parser.add_argument("--raise-after-write", action="store_true", help="raise once the rows are written")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(JOB, lambda settings: _run(args, settings))
+
+
+def _run(args, settings) -> int:
+    assets = args.symbols or DEFAULT_ASSETS
+    failing = {s.strip().upper() for s in args.fail.split(",") if s.strip()}
+    params = {"symbols": [a.spec for a in assets], "price": args.price, "fail": sorted(failing)}
+    with job_run(JOB, settings, params, dry_run=args.dry_run, topic=TOPIC) as run:
+        loaded = [a for a in assets if a.symbol not in failing]
+        with run.conn.cursor() as cur:
+            register_assets(cur, assets)
+            bulk_upsert(cur, "market_data", COLUMNS,
+                        [(a.symbol, a.asset_type, DAY, args.price, "sample", AS_OF) for a in loaded],
+                        key=("symbol", "asset_type", "date"), newer_column="as_of")
+        for asset in loaded:
+            run.succeeded(asset.spec, 1)
+        for asset in assets:
+            if asset.symbol in failing:
+                run.failed(asset.spec, "sample failure as asked")
+        if args.sleep:
+            log.info("%s: sleeping %.1f s with the lock held", JOB, args.sleep)
+            time.sleep(args.sleep)
+        if args.raise_after_write:
+            raise RuntimeError("sample job told to fail after writing")
+    print(f"{JOB}: {run.status}: {len(run.symbols_ok)} ok, {len(run.failures)} failed")
+    return run.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

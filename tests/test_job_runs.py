@@ -1,0 +1,137 @@
+"""db_utils.job_run, exercised through tests/support/sample_job.py run as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from support.db import row_count, rows, scalar
+from support.runner import ETL_VARIABLES, PYTHON, REPO, run_etl_process
+
+SAMPLE_JOB = str(Path(__file__).resolve().parent / "support" / "sample_job.py")
+EVENT_FIELDS = {"event_id", "job", "run_id", "status", "started_at", "finished_at", "rows_upserted",
+                "symbols", "failed", "params"}
+
+
+def run_sample(env, *args, timeout=60):
+    return run_etl_process([PYTHON, SAMPLE_JOB, *args], env, timeout=timeout)
+
+
+def start_sample(env, *args) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k not in ETL_VARIABLES}
+    full_env.update(env, PYTHONPATH=str(REPO))
+    return subprocess.Popen([PYTHON, SAMPLE_JOB, *args], env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_running(db, timeout=30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run_id = scalar(db, "SELECT run_id FROM etl_job_runs WHERE status = 'running'")
+        if run_id is not None:
+            return run_id
+        time.sleep(0.1)
+    raise AssertionError("the sample job never recorded a running run")
+
+
+def runs(db) -> list[tuple]:
+    return rows(db, "SELECT status, rows_upserted, symbols_ok, symbols_failed, error FROM etl_job_runs "
+                    "ORDER BY run_id")
+
+
+def outbox_payloads(db) -> list[dict]:
+    return [r[0] for r in rows(db, "SELECT payload FROM etl_outbox ORDER BY created_at")]
+
+
+def test_successful_run_records_success_counts_and_exits_0(etl_env, db):
+    result = run_sample(etl_env)
+    assert result.returncode == 0, result.stderr
+    assert runs(db) == [("success", 2, 2, 0, None)]
+    assert row_count(db, "market_data") == 2
+    assert "success: 2 ok, 0 failed" in result.stdout
+
+
+def test_run_with_one_failed_asset_is_partial_and_exits_3(etl_env, db):
+    result = run_sample(etl_env, "--fail", "MSFT")
+    assert result.returncode == 3, result.stderr
+    assert runs(db) == [("partial", 1, 1, 1, None)]
+    assert rows(db, "SELECT failures FROM etl_job_runs") == [([{"symbol": "MSFT:STOCK",
+                                                               "error": "sample failure as asked"}],)]
+
+
+def test_run_where_every_asset_failed_is_failed_and_exits_1(etl_env, db):
+    result = run_sample(etl_env, "--fail", "AAPL,MSFT")
+    assert result.returncode == 1, result.stderr
+    assert runs(db) == [("failed", 0, 0, 2, None)]
+
+
+def test_event_payload_has_every_documented_field(etl_env, db):
+    assert run_sample(etl_env, "--fail", "MSFT").returncode == 3
+    [event] = outbox_payloads(db)
+    assert EVENT_FIELDS <= set(event)
+    run_id = scalar(db, "SELECT run_id FROM etl_job_runs")
+    assert event["run_id"] == run_id
+    assert event["job"] == "sample_job"
+    assert event["status"] == "partial"
+    assert event["rows_upserted"] == 1
+    assert event["symbols"] == ["AAPL:STOCK"]
+    assert event["failed"] == [{"symbol": "MSFT:STOCK", "error": "sample failure as asked"}]
+    assert event["params"]["fail"] == ["MSFT"]
+    assert event["event_id"] == str(scalar(db, "SELECT event_id FROM etl_outbox"))
+    assert event["finished_at"] >= event["started_at"]
+    assert scalar(db, "SELECT topic FROM etl_outbox") == f"{etl_env['KAFKA_TOPIC_PREFIX']}SAMPLE_JOB_COMPLETE"
+
+
+def test_exception_in_the_body_rolls_back_its_data_and_writes_no_event(etl_env, db):
+    result = run_sample(etl_env, "--raise-after-write")
+    assert result.returncode == 1
+    assert "sample job told to fail after writing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert row_count(db, "market_data") == 0
+    assert row_count(db, "etl_outbox") == 0
+    [(status, *_counts, error)] = runs(db)
+    assert status == "failed"
+    assert "told to fail" in error
+
+
+def test_second_concurrent_run_exits_75_and_writes_nothing(etl_env, db):
+    first = start_sample(etl_env, "--sleep", "20")
+    try:
+        wait_until_running(db)
+        second = run_sample(etl_env, "--price", "999")
+        assert second.returncode == 75, second.stderr
+        assert "another run holds the lock" in second.stderr
+        assert row_count(db, "etl_job_runs") == 1
+        assert row_count(db, "market_data") == 0
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_run_killed_with_sigkill_is_marked_failed_by_the_next_run(etl_env, db):
+    killed = start_sample(etl_env, "--sleep", "60")
+    killed_run = wait_until_running(db)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    deadline = time.monotonic() + 15
+    while True:
+        result = run_sample(etl_env)
+        if result.returncode != 75 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)  # the server has not yet noticed the dead session holding the lock
+    assert result.returncode == 0, result.stderr
+    status, error = rows(db, "SELECT status, error FROM etl_job_runs WHERE run_id = %s", (killed_run,))[0]
+    assert status == "failed"
+    assert "abandoned" in error
+    assert row_count(db, "etl_job_runs", "status = 'success'") == 1
+
+
+def test_dry_run_writes_nothing_and_takes_no_lock(etl_env, db):
+    result = run_sample(etl_env, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert row_count(db, "etl_job_runs") == 0
+    assert row_count(db, "market_data") == 0
+    assert row_count(db, "etl_outbox") == 0
