@@ -1,0 +1,139 @@
+"""Gap planning for the historical backfill: which date ranges to request. Pure: no I/O.
+
+A day of [start, end] is *covered* when its row is stored or a fetch ledger
+range lists it as an empty day (nothing came back: weekend, holiday, before
+listing). Everything not covered is requested, merged into contiguous spans.
+Days from `today - lookback_days` on are always re-requested because providers
+revise them (late closes, crypto's previous UTC day); anything older is final.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Iterable, Sequence
+
+ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """An inclusive range of calendar days."""
+
+    start: date
+    end: date
+
+    def __post_init__(self):
+        if self.start > self.end:
+            raise ValueError(f"span starts after it ends: {self.start} > {self.end}")
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+def recheck_from(today: date, lookback_days: int) -> date:
+    """The first day that is still re-checked on every run."""
+    return today - timedelta(days=lookback_days)
+
+
+def plan_spans(start: date, end: date, covered: Iterable[Span], *, today: date, lookback_days: int,
+               full_refresh: bool = False, max_history_days: int | None = None) -> list[Span]:
+    """The spans of [start, end] to request, in order, as few as contiguity allows.
+
+    `covered` may overlap and be unsorted. Days after `today` are never requested;
+    with `max_history_days` days the provider cannot serve are left out.
+    """
+    end = min(end, today)
+    if max_history_days is not None:
+        start = max(start, today - timedelta(days=max_history_days - 1))
+    if start > end:
+        return []
+    if full_refresh:
+        return [Span(start, end)]
+    final_until = recheck_from(today, lookback_days) - ONE_DAY
+    spans: list[Span] = []
+    cursor = start
+    for block in sorted(covered):
+        block_end = min(block.end, final_until)
+        if block_end < cursor or block.start > block_end:
+            continue
+        if block.start > end:
+            break
+        if block.start > cursor:
+            spans.append(Span(cursor, min(block.start - ONE_DAY, end)))
+        cursor = max(cursor, block_end + ONE_DAY)
+        if cursor > end:
+            break
+    if cursor <= end:
+        spans.append(Span(cursor, end))
+    return spans
+
+
+def empty_days(span: Span, returned: Iterable[date], *, today: date, lookback_days: int) -> list[date]:
+    """The days of `span` that came back with nothing and are final (older than the look-back window).
+
+    Recorded in the fetch ledger so they are never requested again; days inside
+    the window are not recorded, so a late-arriving row is still picked up.
+    """
+    got = set(returned)
+    final_until = recheck_from(today, lookback_days) - ONE_DAY
+    day, last = span.start, min(span.end, final_until)
+    days = []
+    while day <= last:
+        if day not in got:
+            days.append(day)
+        day += ONE_DAY
+    return days
+
+
+def islands(days: Iterable[date]) -> list[Span]:
+    """Sorted days (any order in) merged into contiguous spans."""
+    spans: list[Span] = []
+    for day in sorted(set(days)):
+        if spans and spans[-1].end + ONE_DAY == day:
+            spans[-1] = Span(spans[-1].start, day)
+        else:
+            spans.append(Span(day, day))
+    return spans
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How a number of requests compares with a provider's limits."""
+
+    provider: str
+    requests: int
+    per_minute: int | None
+    per_day: int | None
+
+    @property
+    def minutes(self) -> int | None:
+        return math.ceil(self.requests / self.per_minute) if self.per_minute else None
+
+    @property
+    def days(self) -> int | None:
+        return math.ceil(self.requests / self.per_day) if self.per_day else None
+
+    def describe(self) -> str:
+        parts = [f"{self.provider}: {self.requests} request(s)"]
+        if self.per_minute:
+            parts.append(f"limit {self.per_minute}/min → at least {self.minutes} min")
+        else:
+            parts.append("no per-minute limit")
+        if self.per_day:
+            verdict = "fits in one day" if self.requests <= self.per_day else f"needs {self.days} days"
+            parts.append(f"limit {self.per_day}/day → {verdict}")
+        else:
+            parts.append("no daily limit")
+        return "; ".join(parts)
+
+
+def budgets(requests_by_provider: dict[str, int],
+            limits: dict[str, tuple[int | None, int | None]]) -> Sequence[Budget]:
+    """One Budget per provider with requests, from (per_minute, per_day) limits."""
+    return [Budget(name, count, *limits[name]) for name, count in sorted(requests_by_provider.items())]
