@@ -1,4 +1,6 @@
 -- The tables of DESIGN.md. Money and quantities are NUMERIC, times timestamptz.
+-- numeric accepts NaN and ±Infinity, and NaN sorts above every number, so each
+-- numeric column also bounds its value below 'Infinity' (which excludes NaN).
 -- Runs with search_path set to DB_SCHEMA, so names are unqualified.
 
 CREATE TABLE asset (
@@ -23,14 +25,14 @@ CREATE TABLE market_data (
     symbol          text        NOT NULL,
     asset_type      text        NOT NULL,
     date            date        NOT NULL CHECK (date BETWEEN DATE '1900-01-01' AND DATE '2200-01-01'),
-    price           numeric     NOT NULL CHECK (price > 0),
-    adj_close       numeric     CHECK (adj_close > 0),
-    open            numeric     CHECK (open > 0),
-    high            numeric     CHECK (high > 0),
-    low             numeric     CHECK (low > 0),
-    volume          numeric     CHECK (volume >= 0),
-    change          numeric,
-    percent_change  numeric,
+    price           numeric     NOT NULL CHECK (price > 0 AND price < 'Infinity'),
+    adj_close       numeric     CHECK (adj_close > 0 AND adj_close < 'Infinity'),
+    open            numeric     CHECK (open > 0 AND open < 'Infinity'),
+    high            numeric     CHECK (high > 0 AND high < 'Infinity'),
+    low             numeric     CHECK (low > 0 AND low < 'Infinity'),
+    volume          numeric     CHECK (volume >= 0 AND volume < 'Infinity'),
+    change          numeric     CHECK (change > '-Infinity' AND change < 'Infinity'),
+    percent_change  numeric     CHECK (percent_change > '-Infinity' AND percent_change < 'Infinity'),
     currency        text        CHECK (currency ~ '^[A-Z]{3}$'),
     source          text        NOT NULL,
     as_of           timestamptz NOT NULL,
@@ -56,8 +58,8 @@ CREATE TABLE transactions (
     date            date        NOT NULL CHECK (date BETWEEN DATE '1900-01-01' AND DATE '2200-01-01'),
     symbol          text        NOT NULL,
     asset_type      text        NOT NULL,
-    credit          numeric     NOT NULL DEFAULT 0 CHECK (credit >= 0),
-    debit           numeric     NOT NULL DEFAULT 0 CHECK (debit >= 0),
+    credit          numeric     NOT NULL DEFAULT 0 CHECK (credit >= 0 AND credit < 'Infinity'),
+    debit           numeric     NOT NULL DEFAULT 0 CHECK (debit >= 0 AND debit < 'Infinity'),
     unit            text        NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     deleted_at      timestamptz,
@@ -70,7 +72,7 @@ CREATE TABLE holdings (
     account_id      uuid        NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
     symbol          text        NOT NULL,
     asset_type      text        NOT NULL,
-    total_balance   numeric     NOT NULL,
+    total_balance   numeric     NOT NULL CHECK (total_balance > '-Infinity' AND total_balance < 'Infinity'),
     unit            text        NOT NULL,
     date            date        NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now(),
@@ -83,7 +85,7 @@ CREATE TABLE holdings_monthly (
     symbol          text        NOT NULL,
     asset_type      text        NOT NULL,
     month           date        NOT NULL CHECK (extract(day FROM month) = 1),
-    total_balance   numeric     NOT NULL,
+    total_balance   numeric     NOT NULL CHECK (total_balance > '-Infinity' AND total_balance < 'Infinity'),
     unit            text        NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (account_id, symbol, asset_type, month),

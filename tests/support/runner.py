@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root, importable as PYTHONPATH
 # Loopback port 9 (discard) refuses connections: a provider nobody pointed at a
 # fake server fails fast instead of reaching the internet.
 UNREACHABLE = "http://127.0.0.1:9"

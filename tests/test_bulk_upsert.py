@@ -1,0 +1,153 @@
+"""db_utils.bulk_upsert against real PostgreSQL: idempotent, exact, and never rewriting unchanged rows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
+
+from etl.assets import register_assets
+from etl.models import Asset
+from etl.utils.db_utils import bulk_upsert, copy_value
+from support.db import rows, scalar
+
+COLUMNS = ("symbol", "asset_type", "date", "price", "volume", "source", "as_of")
+KEY = ("symbol", "asset_type", "date")
+T0 = datetime(2024, 1, 2, 21, 0, tzinfo=timezone.utc)
+T1 = datetime(2024, 1, 3, 21, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def market(db):
+    with db.cursor() as cur:
+        register_assets(cur, [Asset("AAPL", "STOCK"), Asset("MSFT", "STOCK")])
+    return db
+
+
+def bar(symbol="AAPL", day=1, price="100.5", volume="1000", source="yahoo", as_of=T0):
+    return (symbol, "STOCK", date(2024, 1, day), Decimal(price), Decimal(volume), source, as_of)
+
+
+def upsert(db, batch, **options) -> int:
+    db.set_isolation_level(ISOLATION_LEVEL_AUTOCOMMIT)
+    with db.cursor() as cur:
+        return bulk_upsert(cur, "market_data", COLUMNS, batch, key=KEY, **options)
+
+
+def stored(db) -> list[tuple]:
+    return rows(db, "SELECT symbol, asset_type, date, price, volume, source, as_of FROM market_data "
+                    "ORDER BY symbol, date")
+
+
+def versions(db) -> list[tuple]:
+    """Each row's key with its xmin: a rewritten row gets a new xmin."""
+    return rows(db, "SELECT symbol, date, xmin::text, updated_at FROM market_data ORDER BY symbol, date")
+
+
+def test_first_load_inserts_every_row(market):
+    batch = [bar(day=d) for d in (1, 2, 3)] + [bar("MSFT", 2)]
+    assert upsert(market, batch) == 4
+    assert stored(market) == sorted(batch, key=lambda r: (r[0], r[2]))
+
+
+def test_loading_the_same_batch_twice_rewrites_nothing(market):
+    batch = [bar(day=d) for d in range(1, 11)]
+    upsert(market, batch)
+    before, rows_before = versions(market), stored(market)
+    assert upsert(market, batch) == 0
+    assert versions(market) == before
+    assert stored(market) == rows_before
+
+
+def test_second_identical_load_adds_no_updates_to_table_statistics(market):
+    batch = [bar(day=d) for d in range(1, 11)]
+    upsert(market, batch)
+    updates_before = table_updates(market)
+    upsert(market, batch)
+    assert table_updates(market) == updates_before
+
+
+def table_updates(db) -> int:
+    """Tuples updated in market_data, counting this session's not-yet-reported activity."""
+    return scalar(db, "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'market_data'::regclass")
+
+
+def test_a_changed_value_is_updated_and_only_that_row_rewritten(market):
+    upsert(market, [bar(day=1), bar(day=2)])
+    before = dict((r[1], r[2]) for r in versions(market))
+    assert upsert(market, [bar(day=1), bar(day=2, price="101.75")]) == 1
+    after = dict((r[1], r[2]) for r in versions(market))
+    assert after[date(2024, 1, 1)] == before[date(2024, 1, 1)]
+    assert after[date(2024, 1, 2)] != before[date(2024, 1, 2)]
+    assert scalar(market, "SELECT price FROM market_data WHERE date = '2024-01-02'") == Decimal("101.75")
+
+
+def test_an_update_moves_updated_at_forward(market):
+    upsert(market, [bar(day=1)])
+    first = scalar(market, "SELECT updated_at FROM market_data")
+    upsert(market, [bar(day=1, price="99")])
+    assert scalar(market, "SELECT updated_at FROM market_data") > first
+
+
+def test_duplicate_keys_within_a_batch_keep_the_last(market):
+    assert upsert(market, [bar(day=1, price="1"), bar(day=1, price="2"), bar(day=1, price="3")]) == 1
+    assert scalar(market, "SELECT price FROM market_data") == Decimal("3")
+
+
+def test_duplicate_keys_across_batches_keep_the_last(market):
+    upsert(market, [bar(day=1, price="1"), bar(day=2), bar(day=1, price="3")], batch_size=2)
+    assert scalar(market, "SELECT price FROM market_data WHERE date = '2024-01-01'") == Decimal("3")
+
+
+def test_newer_column_stops_an_older_row_replacing_a_newer_one(market):
+    upsert(market, [bar(day=1, price="200", as_of=T1)], newer_column="as_of")
+    assert upsert(market, [bar(day=1, price="100", as_of=T0)], newer_column="as_of") == 0
+    assert scalar(market, "SELECT price FROM market_data") == Decimal("200")
+    assert upsert(market, [bar(day=1, price="300", as_of=T1)], newer_column="as_of") == 1
+    assert scalar(market, "SELECT price FROM market_data") == Decimal("300")
+
+
+def test_decimal_digits_are_kept_exactly(market):
+    exact = Decimal("123.456789012345678901")
+    upsert(market, [bar(price=str(exact), volume="12345678901234567890.000000001")])
+    price, volume = rows(market, "SELECT price, volume FROM market_data")[0]
+    assert (price, volume) == (exact, Decimal("12345678901234567890.000000001"))
+    assert str(price) == "123.456789012345678901"
+
+
+def test_awkward_text_and_nulls_round_trip_through_copy_exactly(market):
+    awkward = ["tab\there", "new\nline", "back\\slash", "\\N", "cr\rlf\r\n", "quote'\"", "ünïcødé €", ""]
+    batch = [bar(day=i + 1, source=text) for i, text in enumerate(awkward)]
+    batch.append(("MSFT", "STOCK", date(2024, 1, 1), Decimal("1"), None, "none", T0))
+    upsert(market, batch)
+    assert [r[0] for r in rows(market, "SELECT source FROM market_data WHERE symbol = 'AAPL' ORDER BY date")] \
+        == awkward
+    assert scalar(market, "SELECT volume IS NULL FROM market_data WHERE symbol = 'MSFT'") is True
+
+
+def test_upsert_joins_the_callers_transaction(market):
+    market.autocommit = False
+    with market.cursor() as cur:
+        bulk_upsert(cur, "market_data", COLUMNS, [bar()], key=KEY)
+    market.rollback()
+    market.autocommit = True
+    assert stored(market) == []
+
+
+def test_floats_and_non_finite_decimals_are_refused():
+    with pytest.raises(TypeError):
+        copy_value(1.5)
+    with pytest.raises(ValueError):
+        copy_value(Decimal("NaN"))
+    with pytest.raises(ValueError):
+        copy_value(Decimal("Infinity"))
+
+
+def test_table_without_non_key_columns_inserts_missing_rows_only(db):
+    with db.cursor() as cur:
+        assert bulk_upsert(cur, "accounts", ("account_id",),
+                           [("00000000-0000-0000-0000-000000000001",)], key=("account_id",)) == 1
+        assert bulk_upsert(cur, "accounts", ("account_id",),
+                           [("00000000-0000-0000-0000-000000000001",)], key=("account_id",)) == 0

@@ -1,0 +1,72 @@
+"""Migrations: applied in order exactly once, safe when two processes start together."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import psycopg2
+
+from etl.utils.db_utils import migrate, migration_files
+from support.db import rows, scalar
+from support.runner import ETL_VARIABLES, PYTHON, REPO, run_etl
+
+
+def versions(db) -> list[str]:
+    return [r[0] for r in rows(db, "SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def connect(database_url, schema):
+    return psycopg2.connect(database_url, options=f"-c search_path={schema}")
+
+
+def test_migrate_applies_every_shipped_migration_once_in_order(etl_env, database_url, schema):
+    conn = connect(database_url, schema)
+    applied = migrate(conn, schema)
+    assert applied == [version for version, _ in migration_files()]
+    assert applied[0] == "0001_initial_schema"
+    assert versions(conn) == applied
+    conn.close()
+
+
+def test_rerunning_migrate_is_a_no_op(etl_env, database_url, schema):
+    conn = connect(database_url, schema)
+    migrate(conn, schema)
+    stamps = rows(conn, "SELECT version, applied_at FROM schema_migrations ORDER BY version")
+    assert migrate(conn, schema) == []
+    assert rows(conn, "SELECT version, applied_at FROM schema_migrations ORDER BY version") == stamps
+    conn.close()
+
+
+def test_two_processes_migrating_at_once_both_succeed_with_one_result(etl_env, database_url, schema):
+    env = {k: v for k, v in os.environ.items() if k not in ETL_VARIABLES}
+    env.update(etl_env, PYTHONPATH=str(REPO))
+    both = [subprocess.Popen([PYTHON, "-m", "etl", "migrate"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(60), *p.communicate()) for p in both]
+    assert [code for code, _, _ in results] == [0, 0], results
+    outputs = sorted(out for _, out, _ in results)
+    assert "up to date" in outputs[1] and "applied 0001_initial_schema" in outputs[0], outputs
+    conn = connect(database_url, schema)
+    assert versions(conn) == [version for version, _ in migration_files()]
+    assert scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                        "AND table_name = 'market_data'", (schema,)) == 1
+    conn.close()
+
+
+def test_etl_migrate_prints_what_it_applied_then_that_it_is_up_to_date(etl_env, capsys):
+    assert run_etl("migrate") == 0
+    first = capsys.readouterr().out
+    assert "applied 0001_initial_schema" in first and etl_env["DB_SCHEMA"] in first
+    assert run_etl("migrate") == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_migrations_go_into_db_schema_only(etl_env, database_url, schema):
+    assert run_etl("migrate") == 0
+    conn = connect(database_url, schema)
+    assert scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                        "AND table_name = 'etl_outbox'", (schema,)) == 1
+    assert scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                        "AND table_name = 'etl_outbox'") == 0
+    conn.close()
