@@ -405,3 +405,5 @@ def wait_for_database(settings: Settings, timeout_seconds: float) -> None:
                 raise
             time.sleep(1)
 
+
+from etl.holdings import apply_transactions, rebuild_holdings  # noqa: E402,F401 — the holdings update lives in etl/holdings.py
