@@ -1,0 +1,305 @@
+"""Yahoo Finance: keyless daily history and quotes for stocks, ETFs, indices, forex and crypto.
+
+History comes from the chart endpoint, `/v8/finance/chart/{symbol}?period1&period2&interval=1d`:
+`chart.result[0]` holds `meta` (currency, exchange time zone, market price…),
+`timestamp[]` and the parallel arrays of `indicators.quote[0]` (open, high, low,
+close, volume, with nulls for missing values) and `indicators.adjclose[0]`.
+A daily bar's timestamp is that session's opening time, so its trading date is
+the date in the exchange's time zone (`exchangeTimezoneName`, else `gmtoffset`).
+
+Quotes come from the spark endpoint, `/v7/finance/spark?symbols=A,B,…&range=1d&interval=1d`,
+which answers with one chart-like `response[0].meta` per symbol in a single
+request; it accepts at most 20 symbols a call. Errors arrive either as an HTTP
+status (404 for an unknown symbol) or inside a 200 as `chart.error` /
+`spark.error` `{code, description}` with a null result.
+
+Yahoo publishes no rate limit for these endpoints; 60 requests a minute is our
+own, polite ceiling.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Any, Sequence
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from etl.errors import NotFoundError, RateLimitedError, RetryableError
+from etl.models import Asset, Bar, Quote
+from etl.providers.base import Limits, Provider, QuoteBatch
+from etl.utils.fetch_utils import ProviderSession, get_json
+from etl.validate import to_decimal, to_major_unit
+
+log = logging.getLogger(__name__)
+
+NAME = "yahoo"
+SPARK_MAX_SYMBOLS = 20
+PERCENT_PLACES = Decimal("0.000001")
+
+# Exchange suffixes Yahoo appends to listings outside the US (VOD.L, 7203.T, SAP.DE …).
+# A dotted symbol whose suffix is not one of these is a share class (BRK.B), which Yahoo
+# writes with a dash (BRK-B).
+EXCHANGE_SUFFIXES = frozenset({
+    "L", "IL", "T", "F", "V", "TO", "CN", "NE", "DE", "BE", "DU", "HM", "HA", "MU", "SG", "PA", "AS", "BR",
+    "LS", "MI", "MC", "VI", "SW", "ST", "OL", "CO", "HE", "IC", "IR", "AT", "WA", "PR", "BD", "IS", "TA",
+    "HK", "SS", "SZ", "TW", "TWO", "KS", "KQ", "SI", "KL", "JK", "BK", "AX", "NZ", "NS", "BO", "SA", "MX",
+    "BA", "SN", "LM", "JO", "SR", "QA", "KW", "CA", "VN", "RG", "TL", "VS", "XC",
+})
+
+
+# ---- symbols ----
+
+def to_yahoo_symbol(asset: Asset) -> str:
+    """Canonical symbol → Yahoo's: BTC → BTC-USD, EUR/USD → EURUSD=X, BRK.B → BRK-B."""
+    symbol = asset.symbol.upper()
+    if asset.asset_type == "CRYPTO":
+        return f"{symbol}-USD"
+    if asset.asset_type == "FOREX":
+        base, quote = symbol.split("/")
+        return f"{base}{quote}=X"
+    if asset.asset_type in ("STOCK", "ETF") and "." in symbol:
+        stem, suffix = symbol.rsplit(".", 1)
+        if suffix not in EXCHANGE_SUFFIXES:
+            return f"{stem}-{suffix}"
+    return symbol
+
+
+def from_yahoo_symbol(yahoo_symbol: str, asset_type: str) -> str:
+    """Yahoo's symbol → canonical: BTC-USD → BTC, EURUSD=X → EUR/USD, JPY=X → USD/JPY, BRK-B → BRK.B."""
+    symbol = yahoo_symbol.upper()
+    if asset_type == "CRYPTO" and symbol.endswith("-USD"):
+        return symbol[:-4]
+    if asset_type == "FOREX" and symbol.endswith("=X"):
+        pair = symbol[:-2]
+        return f"USD/{pair}" if len(pair) == 3 else f"{pair[:3]}/{pair[3:]}"
+    if asset_type in ("STOCK", "ETF") and "-" in symbol:
+        stem, suffix = symbol.rsplit("-", 1)
+        if suffix.isalpha() and len(suffix) <= 2:
+            return f"{stem}.{suffix}"
+    return symbol
+
+
+# ---- errors inside a 200 ----
+
+def raise_for_api_error(error: Any, where: str) -> None:
+    """Turn Yahoo's `{code, description}` error object into the matching typed error."""
+    if not error:
+        return
+    if isinstance(error, dict):
+        code, description = str(error.get("code") or ""), str(error.get("description") or "")
+    else:
+        code, description = str(error), ""
+    detail = f"{code}: {description}" if description else code
+    lowered = code.lower()
+    if "not found" in lowered or "delisted" in description.lower():
+        raise NotFoundError(f"{NAME}: {where} — unknown or delisted symbol ({detail}); check the symbol "
+                            f"or set asset.provider_symbol")
+    if "too many" in lowered or "rate" in lowered:
+        raise RateLimitedError(f"{NAME}: rate-limited for {where} ({detail}) — try again later")
+    raise RetryableError(f"{NAME}: error for {where} ({detail}) — try again later or use another provider")
+
+
+# ---- time ----
+
+def exchange_zone(meta: dict) -> tzinfo:
+    """The exchange's time zone: its IANA name when Yahoo gives a known one, else its UTC offset."""
+    name = meta.get("exchangeTimezoneName")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.debug("unknown time zone %r; using gmtoffset", name)
+    return timezone(timedelta(seconds=int(meta.get("gmtoffset") or 0)))
+
+
+def trading_date(timestamp: int, zone: tzinfo) -> date:
+    return datetime.fromtimestamp(int(timestamp), zone).date()
+
+
+def unix_seconds(day: date) -> int:
+    return int(datetime.combine(day, time(0), timezone.utc).timestamp())
+
+
+# ---- history ----
+
+def chart_path(symbol: str) -> str:
+    """The chart path of a Yahoo symbol, escaped whole (^N225 → %5EN225, EURUSD=X → EURUSD%3DX)."""
+    return f"/v8/finance/chart/{quote(symbol, safe='')}"
+
+
+def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: date, end: date) -> dict:
+    """The chart payload for `symbol` covering `start`..`end` in any exchange's time zone.
+
+    Sessions start up to 14 hours either side of UTC midnight, so the window is
+    widened by a day on each side; `history()` keeps only the requested dates.
+    """
+    params = {
+        "period1": unix_seconds(start - timedelta(days=1)),
+        "period2": unix_seconds(end + timedelta(days=2)),
+        "interval": "1d",
+        "events": "div,split",
+        "includeAdjustedClose": "true",
+    }
+    return get_json(session, f"{base_url}{chart_path(symbol)}", params)
+
+
+def chart_result(payload: Any, where: str) -> dict:
+    """`chart.result[0]`, or the typed error the payload reports instead."""
+    chart = payload.get("chart") if isinstance(payload, dict) else None
+    if not isinstance(chart, dict):
+        raise RetryableError(f"{NAME}: unexpected answer for {where} (no 'chart' object) — try again later")
+    raise_for_api_error(chart.get("error"), where)
+    results = chart.get("result")
+    if not results:
+        raise NotFoundError(f"{NAME}: no chart result for {where} — unknown or delisted symbol")
+    return results[0]
+
+
+def _column(values: Any, index: int) -> Any:
+    return values[index] if isinstance(values, list) and index < len(values) else None
+
+
+def _price(value: Any, currency: str | None) -> Decimal | None:
+    return to_major_unit(to_decimal(value), currency)[0]
+
+
+def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
+    """Bars from a chart payload, one per timestamp, prices in the major currency.
+
+    Nulls stay None (validation drops those rows); nothing is filtered here.
+    """
+    result = chart_result(payload, where or asset.spec)
+    meta = result.get("meta") or {}
+    raw_currency = meta.get("currency")
+    currency = to_major_unit(None, raw_currency)[1]
+    zone = exchange_zone(meta)
+    indicators = result.get("indicators") or {}
+    arrays = (indicators.get("quote") or [{}])[0] or {}
+    adjclose = ((indicators.get("adjclose") or [{}])[0] or {}).get("adjclose")
+    bars = []
+    for i, stamp in enumerate(result.get("timestamp") or []):
+        bars.append(Bar(
+            symbol=asset.symbol,
+            asset_type=asset.asset_type,
+            date=trading_date(stamp, zone),
+            price=_price(_column(arrays.get("close"), i), raw_currency),
+            adj_close=_price(_column(adjclose, i), raw_currency),
+            open=_price(_column(arrays.get("open"), i), raw_currency),
+            high=_price(_column(arrays.get("high"), i), raw_currency),
+            low=_price(_column(arrays.get("low"), i), raw_currency),
+            volume=to_decimal(_column(arrays.get("volume"), i)),
+            currency=currency,
+            source=NAME,
+        ))
+    return bars
+
+
+# ---- quotes ----
+
+def fetch_spark(session: ProviderSession, base_url: str, symbols: Sequence[str]) -> dict:
+    params = {"symbols": ",".join(symbols), "range": "1d", "interval": "1d"}
+    return get_json(session, f"{base_url}/v7/finance/spark", params)
+
+
+def quote_from_chart(chart: dict, asset: Asset) -> Quote:
+    """A Quote from one chart-shaped object (`meta` plus the day's arrays)."""
+    meta = chart.get("meta") or {}
+    raw_currency = meta.get("currency")
+    price = _price(meta.get("regularMarketPrice"), raw_currency)
+    previous = _price(meta.get("previousClose"), raw_currency)
+    if previous is None:
+        previous = _price(meta.get("chartPreviousClose"), raw_currency)
+    change = percent = None
+    if price is not None and previous is not None and previous.is_finite() and previous > 0:
+        change = price - previous
+        percent = (change / previous * 100).quantize(PERCENT_PLACES)
+    stamp = meta.get("regularMarketTime")
+    if stamp is None:
+        raise NotFoundError(f"{NAME}: no regularMarketTime in the quote for {asset.spec} — the symbol may "
+                            "not be trading; check it")
+    day_quote = ((chart.get("indicators") or {}).get("quote") or [{}])[0] or {}
+    return Quote(
+        symbol=asset.symbol,
+        asset_type=asset.asset_type,
+        date=trading_date(stamp, exchange_zone(meta)),
+        price=price,
+        as_of=datetime.fromtimestamp(int(stamp), timezone.utc),
+        source=NAME,
+        change=change,
+        percent_change=percent,
+        open=_price(_last(day_quote.get("open")), raw_currency),
+        high=_price(meta.get("regularMarketDayHigh"), raw_currency),
+        low=_price(meta.get("regularMarketDayLow"), raw_currency),
+        volume=to_decimal(meta.get("regularMarketVolume")),
+        currency=to_major_unit(None, raw_currency)[1],
+        name=meta.get("longName") or meta.get("shortName"),
+        exchange=meta.get("fullExchangeName") or meta.get("exchangeName"),
+    )
+
+
+def _last(values: Any) -> Any:
+    return values[-1] if isinstance(values, list) and values else None
+
+
+def parse_spark(payload: Any, assets_by_symbol: dict[str, Asset], where: str) -> QuoteBatch:
+    """Quotes for the requested Yahoo symbols; a symbol missing from the answer, or
+    answered with an error, is a NotFoundError for its asset alone."""
+    spark = payload.get("spark") if isinstance(payload, dict) else None
+    if not isinstance(spark, dict):
+        raise RetryableError(f"{NAME}: unexpected answer for {where} (no 'spark' object) — try again later")
+    batch = QuoteBatch()
+    try:
+        raise_for_api_error(spark.get("error"), where)
+    except NotFoundError as exc:
+        batch.failures.update({asset: exc for asset in assets_by_symbol.values()})
+        return batch
+    answered: dict[str, dict] = {}
+    for item in spark.get("result") or []:
+        if isinstance(item, dict) and item.get("symbol"):
+            answered[str(item["symbol"]).upper()] = item
+    for symbol, asset in assets_by_symbol.items():
+        item = answered.get(symbol.upper())
+        try:
+            charts = (item or {}).get("response") or []
+            if not charts:
+                raise NotFoundError(f"{NAME}: no quote for {symbol} ({asset.spec}) in {where} — unknown or "
+                                    "delisted symbol; check it or set asset.provider_symbol")
+            raise_for_api_error(charts[0].get("error"), f"{symbol} in {where}")
+            batch.quotes.append(quote_from_chart(charts[0], asset))
+        except NotFoundError as exc:
+            batch.failures[asset] = exc
+    return batch
+
+
+class YahooProvider(Provider):
+    name = NAME
+    asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
+    limits = Limits(per_minute=60, max_batch=SPARK_MAX_SYMBOLS)
+
+    def map_symbol(self, asset: Asset) -> str:
+        return to_yahoo_symbol(asset)
+
+    def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        symbol = self.provider_symbol(asset)
+        payload = fetch_history(self.session, self.base_url, symbol, start, end)
+        bars = parse_history(payload, asset, where=chart_path(symbol))
+        return [bar for bar in bars if start <= bar.date <= end]
+
+    def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
+        batch = QuoteBatch()
+        unique = list(dict.fromkeys(assets))
+        for first in range(0, len(unique), SPARK_MAX_SYMBOLS):
+            chunk = {self.provider_symbol(asset): asset for asset in unique[first:first + SPARK_MAX_SYMBOLS]}
+            where = f"/v7/finance/spark?symbols={','.join(chunk)}"
+            try:
+                part = parse_spark(fetch_spark(self.session, self.base_url, list(chunk)), chunk, where)
+            except NotFoundError as exc:
+                part = QuoteBatch(failures={asset: exc for asset in chunk.values()})
+            batch.quotes.extend(part.quotes)
+            batch.failures.update(part.failures)
+        return batch
+
+
+PROVIDER = YahooProvider

@@ -1,0 +1,352 @@
+"""The Yahoo provider against a loopback server answering in Yahoo's chart and spark formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from etl.config import Settings
+from etl.errors import FatalError, NotFoundError, RetryableError
+from etl.models import Asset
+from etl.providers import make_provider
+from etl.providers.yahoo import chart_path, from_yahoo_symbol, parse_history, to_yahoo_symbol
+from etl.validate import validate_bars
+from support.fake_api import Response, fixture_json, fixture_text
+
+AAPL = Asset("AAPL", "STOCK")
+VOD = Asset("VOD.L", "STOCK")
+N225 = Asset("^N225", "INDEX")
+EURUSD = Asset("EUR/USD", "FOREX")
+BTC = Asset("BTC", "CRYPTO")
+CHART_FIXTURES = {AAPL: "chart_AAPL.json", VOD: "chart_VOD.L.json", N225: "chart_N225.json",
+                  EURUSD: "chart_EURUSD=X.json", BTC: "chart_BTC-USD.json"}
+
+
+@pytest.fixture
+def yahoo(fake_api):
+    return provider_for(fake_api)
+
+
+def provider_for(fake_api, **extra):
+    env = {"YAHOO_BASE_URL": fake_api.base_url, "ETL_HTTP_BACKOFF": "0.01", **extra}
+    return make_provider("yahoo", Settings.from_env(env, dotenv=False))
+
+
+def serve_chart(fake_api, asset: Asset) -> None:
+    fake_api.route(chart_path(to_yahoo_symbol(asset)), fixture_text(f"yahoo/{CHART_FIXTURES[asset]}"))
+
+
+def served(asset: Asset) -> dict:
+    """The fixture's chart result, numbers read as Decimal straight from the text."""
+    text = fixture_text(f"yahoo/{CHART_FIXTURES[asset]}")
+    return json.loads(text, parse_float=Decimal)["chart"]["result"][0]
+
+
+def served_column(asset: Asset, name: str) -> list:
+    result = served(asset)
+    if name == "adjclose":
+        return result["indicators"]["adjclose"][0]["adjclose"]
+    return result["indicators"]["quote"][0][name]
+
+
+def history_of(yahoo, fake_api, asset, start=date(2023, 12, 1), end=date(2024, 6, 30)):
+    serve_chart(fake_api, asset)
+    return yahoo.history(asset, start, end)
+
+
+def dates(bars) -> list[date]:
+    return [bar.date for bar in bars]
+
+
+# ---- history: values ----
+
+def test_history_values_equal_the_served_values_to_the_last_digit(yahoo, fake_api):
+    bars = history_of(yahoo, fake_api, AAPL)
+    assert len(bars) == len(served(AAPL)["timestamp"])
+    for field, column in [("price", "close"), ("adj_close", "adjclose"), ("open", "open"), ("high", "high"),
+                          ("low", "low"), ("volume", "volume")]:
+        expected = [None if v is None else Decimal(v) for v in served_column(AAPL, column)]
+        got = [getattr(bar, field) for bar in bars]
+        assert got == expected, field
+        assert [str(v) for v in got] == [str(v) for v in expected], field
+    assert {bar.currency for bar in bars} == {"USD"}
+    assert {bar.source for bar in bars} == {"yahoo"}
+
+
+def test_price_is_the_raw_close_and_adj_close_the_adjusted_one(yahoo, fake_api):
+    first = history_of(yahoo, fake_api, AAPL)[0]
+    assert first.price == Decimal("185.63999938964844")
+    assert first.adj_close == Decimal("184.73497009277344")
+
+
+def test_history_asks_the_chart_endpoint_for_daily_bars_around_the_range(yahoo, fake_api):
+    history_of(yahoo, fake_api, AAPL, date(2024, 1, 2), date(2024, 1, 10))
+    (request,) = fake_api.requests_to("/v8/finance/chart/")
+    assert request.path == "/v8/finance/chart/AAPL"
+    assert request.query["interval"] == "1d"
+    assert request.query["includeAdjustedClose"] == "true"
+    assert request.query["events"] == "div,split"
+    assert int(request.query["period1"]) <= datetime(2024, 1, 2, tzinfo=timezone.utc).timestamp()
+    assert int(request.query["period2"]) >= datetime(2024, 1, 11, tzinfo=timezone.utc).timestamp()
+
+
+def test_history_returns_only_the_requested_dates(yahoo, fake_api):
+    bars = history_of(yahoo, fake_api, AAPL, date(2024, 1, 3), date(2024, 1, 5))
+    assert dates(bars) == [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
+
+
+def test_null_rows_and_broken_rows_are_dropped_and_counted_by_validation(yahoo, fake_api):
+    start, end = date(2024, 1, 1), date(2024, 1, 31)
+    result = validate_bars(history_of(yahoo, fake_api, AAPL, start, end), start, end, today=date(2024, 2, 1))
+    assert result.dropped == 2
+    assert result.reasons == {"missing price": 1, "high below low": 1}
+    assert date(2024, 1, 9) not in dates(result.rows) and date(2024, 1, 11) not in dates(result.rows)
+    assert len(result.rows) == 6
+
+
+def test_pence_prices_of_a_london_stock_are_stored_in_pounds(yahoo, fake_api):
+    bars = history_of(yahoo, fake_api, VOD)
+    pence = served_column(VOD, "close")
+    assert [bar.price for bar in bars] == [None if p is None else Decimal(p) / 100 for p in pence]
+    assert bars[0].price == Decimal("0.6981999969482422")
+    assert bars[0].high == Decimal("0.7008000183105469")
+    assert bars[0].adj_close == Decimal("0.6420417022705078")
+    assert bars[0].volume == Decimal(48213402)
+    assert {bar.currency for bar in bars} == {"GBP"}
+
+
+# ---- history: trading dates in the exchange's time zone ----
+
+def test_a_tokyo_index_gets_tokyo_trading_days(yahoo, fake_api):
+    assert dates(history_of(yahoo, fake_api, N225)) == [date(2024, 1, 4), date(2024, 1, 5), date(2024, 1, 9),
+                                                        date(2024, 1, 10)]
+
+
+def test_trading_dates_do_not_depend_on_the_machines_time_zone(yahoo, fake_api, monkeypatch):
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert dates(history_of(yahoo, fake_api, N225))[0] == date(2024, 1, 4)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_forex_bars_stamped_at_london_midnight_carry_the_london_date(yahoo, fake_api):
+    # 2024-06-02 23:00 UTC is 2024-06-03 00:00 in London (BST): the session of June 3.
+    bars = history_of(yahoo, fake_api, EURUSD)
+    assert served(EURUSD)["timestamp"][0] == 1717369200
+    assert dates(bars) == [date(2024, 6, day) for day in (3, 4, 5, 6, 7)]
+    assert [bar.price for bar in bars] == [Decimal(close) for close in served_column(EURUSD, "close")]
+
+
+def test_crypto_bars_are_dated_in_utc(yahoo, fake_api):
+    bars = history_of(yahoo, fake_api, BTC)
+    assert dates(bars) == [date(2024, 1, day) for day in (1, 2, 3, 4)]
+    assert bars[-1].price is None
+    assert bars[1].volume == Decimal(39335274536)
+
+
+def test_the_gmt_offset_is_used_when_the_time_zone_name_is_missing():
+    payload = fixture_json("yahoo/chart_EURUSD=X.json")
+    meta = payload["chart"]["result"][0]["meta"]
+    del meta["exchangeTimezoneName"]
+    assert meta["gmtoffset"] == 3600
+    assert parse_history(payload, EURUSD)[0].date == date(2024, 6, 3)
+
+
+# ---- symbols ----
+
+@pytest.mark.parametrize("asset, yahoo_symbol", [
+    (Asset("AAPL", "STOCK"), "AAPL"),
+    (Asset("BRK.B", "STOCK"), "BRK-B"),
+    (Asset("VOD.L", "STOCK"), "VOD.L"),
+    (Asset("SAP.DE", "STOCK"), "SAP.DE"),
+    (Asset("VOO", "ETF"), "VOO"),
+    (Asset("BTC", "CRYPTO"), "BTC-USD"),
+    (Asset("EUR/USD", "FOREX"), "EURUSD=X"),
+    (Asset("^GSPC", "INDEX"), "^GSPC"),
+])
+def test_symbols_map_to_yahoo_and_back(asset, yahoo_symbol):
+    assert to_yahoo_symbol(asset) == yahoo_symbol
+    assert from_yahoo_symbol(yahoo_symbol, asset.asset_type) == asset.symbol
+
+
+def test_yahoos_short_form_of_dollar_pairs_maps_back():
+    assert from_yahoo_symbol("JPY=X", "FOREX") == "USD/JPY"
+
+
+def test_the_assets_own_provider_symbol_wins(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/BRK-A", fixture_text("yahoo/chart_AAPL.json"))
+    yahoo.history(Asset("BERKSHIRE", "STOCK", provider_symbol="BRK-A"), date(2024, 1, 2), date(2024, 1, 5))
+    assert [r.path for r in fake_api.requests_to("/v8/")] == ["/v8/finance/chart/BRK-A"]
+
+
+# ---- history: errors ----
+
+def test_chart_error_inside_a_200_is_not_found(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/NOPE", fixture_json("yahoo/chart_not_found.json"))
+    with pytest.raises(NotFoundError, match="delisted"):
+        yahoo.history(Asset("NOPE", "STOCK"), date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_a_404_is_not_found(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/NOPE", fixture_json("yahoo/chart_not_found.json"), status=404)
+    with pytest.raises(NotFoundError, match="NOPE"):
+        yahoo.history(Asset("NOPE", "STOCK"), date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_a_401_stops_the_job(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", {"finance": {"result": None, "error": {
+        "code": "Unauthorized", "description": "Invalid Crumb"}}}, status=401)
+    with pytest.raises(FatalError, match="401"):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_a_500_is_retried_then_reported_as_retryable(fake_api):
+    yahoo = provider_for(fake_api, ETL_HTTP_RETRIES="2")
+    fake_api.route("/v8/finance/chart/AAPL", {"chart": {"result": None, "error": {
+        "code": "Internal Server Error", "description": "Internal Server Error"}}}, status=500)
+    with pytest.raises(RetryableError):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert len(fake_api.requests_to("/v8/finance/chart/AAPL")) == 3
+
+
+def test_a_429_with_retry_after_is_waited_out_and_then_succeeds(yahoo, fake_api):
+    answers = iter([Response(status=429, body="Too Many Requests", headers={"Retry-After": "0"},
+                             content_type="text/plain")])
+    chart = fixture_text("yahoo/chart_AAPL.json")
+    fake_api.route("/v8/finance/chart/AAPL", lambda request: next(answers, Response(body=chart)))
+    bars = yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert dates(bars)[0] == date(2024, 1, 2)
+    assert len(fake_api.requests_to("/v8/finance/chart/AAPL")) == 2
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_html_error_page_is_retryable(fake_api, status):
+    yahoo = provider_for(fake_api, ETL_HTTP_RETRIES="1")
+    page = "<!DOCTYPE html><html><head><title>Yahoo</title></head><body>Will be right back…</body></html>"
+    fake_api.route("/v8/finance/chart/AAPL", Response(status=status, body=page, content_type="text/html"))
+    with pytest.raises(RetryableError, match="AAPL"):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_truncated_json_is_retryable(yahoo, fake_api):
+    text = fixture_text("yahoo/chart_AAPL.json")
+    fake_api.route("/v8/finance/chart/AAPL", text[: len(text) // 2])
+    with pytest.raises(RetryableError, match="unreadable JSON"):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_a_range_with_no_sessions_is_an_empty_history(yahoo, fake_api):
+    payload = fixture_json("yahoo/chart_AAPL.json")
+    result = payload["chart"]["result"][0]
+    del result["timestamp"]
+    result["indicators"] = {"quote": [{}], "adjclose": [{}]}
+    fake_api.route("/v8/finance/chart/AAPL", payload)
+    assert yahoo.history(AAPL, date(2024, 1, 1), date(2024, 1, 1)) == []
+
+
+# ---- quotes ----
+
+QUOTED = [AAPL, VOD, N225, EURUSD, BTC]
+
+
+def serve_spark(fake_api, body=None) -> None:
+    fake_api.route("/v7/finance/spark", body or fixture_text("yahoo/spark_quotes.json"))
+
+
+def spark_meta(symbol: str) -> dict:
+    body = json.loads(fixture_text("yahoo/spark_quotes.json"), parse_float=Decimal)
+    return next(item for item in body["spark"]["result"] if item["symbol"] == symbol)["response"][0]["meta"]
+
+
+def test_quotes_for_several_assets_take_one_spark_request(yahoo, fake_api):
+    serve_spark(fake_api)
+    batch = yahoo.quotes(QUOTED)
+    (request,) = fake_api.requests_to("/v7/finance/spark")
+    assert request.query == {"symbols": "AAPL,VOD.L,^N225,EURUSD=X,BTC-USD", "range": "1d", "interval": "1d"}
+    assert [q.symbol for q in batch.quotes] == ["AAPL", "VOD.L", "^N225", "EUR/USD", "BTC"]
+    assert not batch.failures
+
+
+def test_a_quote_carries_price_change_time_date_and_names_from_the_meta(yahoo, fake_api):
+    serve_spark(fake_api)
+    aapl = yahoo.quotes([AAPL]).quotes[0]
+    meta = spark_meta("AAPL")
+    assert aapl.price == meta["regularMarketPrice"] == Decimal("185.59")
+    assert aapl.change == meta["regularMarketPrice"] - meta["previousClose"] == Decimal("0.45")
+    assert aapl.percent_change == (Decimal("0.45") / Decimal("185.14") * 100).quantize(Decimal("0.000001"))
+    assert aapl.as_of == datetime.fromtimestamp(meta["regularMarketTime"], timezone.utc)
+    assert aapl.as_of.tzinfo is not None
+    assert aapl.date == date(2024, 1, 11)
+    assert (aapl.high, aapl.low, aapl.volume) == (Decimal("187.05"), Decimal("183.62"), Decimal(49128408))
+    assert aapl.open == Decimal("186.54")
+    assert (aapl.currency, aapl.name, aapl.exchange) == ("USD", "Apple Inc.", "NasdaqGS")
+
+
+def test_quote_in_pence_is_converted_to_pounds(yahoo, fake_api):
+    serve_spark(fake_api)
+    vod = yahoo.quotes([VOD]).quotes[0]
+    assert (vod.price, vod.currency) == (Decimal("0.6901"), "GBP")
+    assert vod.change == Decimal("0.0005")
+
+
+def test_an_index_quote_has_its_name_and_tokyo_date(yahoo, fake_api):
+    serve_spark(fake_api)
+    nikkei = yahoo.quotes([N225]).quotes[0]
+    assert (nikkei.name, nikkei.date, nikkei.currency) == ("Nikkei 225", date(2024, 1, 10), "JPY")
+
+
+def test_a_symbol_missing_from_the_answer_fails_alone(yahoo, fake_api):
+    serve_spark(fake_api)
+    unknown = Asset("ZZZZ", "STOCK")
+    batch = yahoo.quotes([AAPL, unknown, BTC])
+    assert [q.symbol for q in batch.quotes] == ["AAPL", "BTC"]
+    assert list(batch.failures) == [unknown]
+    assert isinstance(batch.failures[unknown], NotFoundError)
+
+
+def test_a_spark_404_fails_the_batchs_assets_without_raising(yahoo, fake_api):
+    fake_api.route("/v7/finance/spark", {"spark": {"result": None, "error": {
+        "code": "Not Found", "description": "No data found for spark symbols"}}}, status=404)
+    batch = yahoo.quotes([Asset("NOPE", "STOCK"), Asset("NADA", "STOCK")])
+    assert batch.quotes == []
+    assert {asset.symbol for asset in batch.failures} == {"NOPE", "NADA"}
+    assert all(isinstance(error, NotFoundError) for error in batch.failures.values())
+
+
+def test_a_failing_spark_endpoint_raises_retryable(fake_api):
+    yahoo = provider_for(fake_api, ETL_HTTP_RETRIES="0")
+    fake_api.route("/v7/finance/spark", "Bad gateway", status=502)
+    with pytest.raises(RetryableError):
+        yahoo.quotes([AAPL])
+
+
+def spark_for_any_symbols(request):
+    """Answers a spark request for whatever symbols it names, each quoted at 100 + its position."""
+    template = json.loads(fixture_text("yahoo/spark_quotes.json"))["spark"]["result"][0]
+    result = []
+    for position, symbol in enumerate(request.query["symbols"].split(",")):
+        item = json.loads(json.dumps(template))
+        item["symbol"] = symbol
+        item["response"][0]["meta"].update(symbol=symbol, regularMarketPrice=100 + position)
+        result.append(item)
+    return {"spark": {"result": result, "error": None}}
+
+
+def test_twenty_five_assets_take_ceil_25_over_the_batch_size_requests(yahoo, fake_api):
+    fake_api.route(re.compile("/v7/finance/spark"), spark_for_any_symbols)
+    assets = [Asset(f"S{n:02d}", "STOCK") for n in range(25)]
+    batch = yahoo.quotes(assets)
+    requests = fake_api.requests_to("/v7/finance/spark")
+    assert len(requests) == math.ceil(25 / yahoo.limits.max_batch) == 2
+    assert all(len(r.query["symbols"].split(",")) <= yahoo.limits.max_batch for r in requests)
+    assert sorted(q.symbol for q in batch.quotes) == [a.symbol for a in assets]
+    assert not batch.failures
