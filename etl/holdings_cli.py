@@ -1,0 +1,67 @@
+"""etl holdings: repair holdings and holdings_monthly from the transactions.
+
+`etl holdings rebuild` recomputes both tables from the live transactions (all
+accounts, or only those given with --account-id) in one database transaction.
+Rows that already agree are not rewritten, so on a consistent database it
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from uuid import UUID
+
+from etl.cli import EXIT_CODES_HELP, run_cli
+from etl.config import Settings
+from etl.holdings import rebuild_holdings
+from etl.utils import db_utils
+
+PROG = "etl holdings"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_CODES_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rebuild = actions.add_parser("rebuild", help="recompute holdings and holdings_monthly from transactions",
+                                 description=__doc__, epilog=EXIT_CODES_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    rebuild.add_argument("--account-id", type=uuid_argument, action="append", metavar="UUID",
+                         help="only this account (repeatable; default: every account)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(PROG, lambda settings: _rebuild(args.account_id, settings))
+
+
+def _rebuild(account_ids: list[UUID] | None, settings: Settings) -> int:
+    conn = db_utils.connect(settings)
+    try:
+        db_utils.migrate(conn, settings.db_schema)
+        change = rebuild_holdings(conn, account_ids)
+        conn.commit()
+    finally:
+        conn.close()
+    if change.unchanged:
+        print(f"holdings of {change.accounts} account(s) already agree with their transactions: nothing changed")
+    else:
+        print(f"holdings of {change.accounts} account(s) rebuilt: holdings {change.holdings_written} written, "
+              f"{change.holdings_deleted} deleted; holdings_monthly {change.monthly_written} written, "
+              f"{change.monthly_deleted} deleted")
+    return 0
+
+
+def uuid_argument(text: str) -> UUID:
+    """argparse type: a UUID, or a one-line error showing the expected form."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a UUID like 123e4567-e89b-12d3-a456-426614174000") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Fill the database with realistic, self-consistent mock accounts and transactions.
+
+Each account opens with a deposit of --start-balance on the first day of the
+history, then gets --per-month transactions every month up to today: a salary
+deposit at the start of each month, other deposits, withdrawals, and buys and
+sells of the chosen assets at the day's price in market_data (the nearest
+earlier trading day; an asset with no price at all trades at a logged
+synthetic price). A buy or sell is two rows, the asset leg and the cash leg.
+No balance, cash or asset, is ever negative on any date. holdings and
+holdings_monthly are updated in the same database transaction, which also
+records the run and its MOCK_TRANSACTIONS_COMPLETE event: a failure leaves
+nothing behind. The same --seed on the same database contents gives the same
+rows.
+
+Units: the currency code for cash (2 decimals), SHARES for stocks and ETFs
+(4 decimals), COINS for crypto (8 decimals).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run by path: python etl/jobs/generate_mock_transactions.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import date  # noqa: E402
+from decimal import Decimal, InvalidOperation  # noqa: E402
+from uuid import UUID  # noqa: E402
+
+from etl import assets as asset_sql  # noqa: E402
+from etl.cli import asset_list, job_parser, run_cli  # noqa: E402
+from etl.config import Settings  # noqa: E402
+from etl.errors import UsageError  # noqa: E402
+from etl.holdings import apply_transactions  # noqa: E402
+from etl.holdings_cli import uuid_argument  # noqa: E402
+from etl.mock.generator import Plan, generate_rows, month_starts, new_account_ids  # noqa: E402
+from etl.mock.load import copy_transactions  # noqa: E402
+from etl.mock.prices import load_price_book  # noqa: E402
+from etl.models import Asset  # noqa: E402
+from etl.utils.db_utils import job_run  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+JOB = "generate_mock_transactions"
+TRADABLE_TYPES = ("STOCK", "ETF", "CRYPTO")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accounts: tuple[UUID, ...]
+    transactions: int
+    first_day: date
+    last_day: date
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = job_parser(JOB, __doc__, date_range=False, symbols=False, provider=False)
+    parser.add_argument("--symbols", type=asset_list, action="append", metavar="A:TYPE,B:TYPE",
+                        help="assets to trade, of type STOCK, ETF or CRYPTO, e.g. AAPL:STOCK,BTC:CRYPTO "
+                             "(default: the active STOCK, ETF and CRYPTO assets)")
+    parser.add_argument("--accounts", type=_whole_number(0), metavar="N",
+                        help="create N new accounts (default 1 when no --account-id is given)")
+    parser.add_argument("--account-id", type=uuid_argument, action="append", default=[], metavar="UUID",
+                        help="add transactions to this account, existing or new (repeatable)")
+    parser.add_argument("--months", type=_whole_number(1), default=12, metavar="M",
+                        help="months of history, ending with this month (default 12)")
+    parser.add_argument("--per-month", type=_whole_number(0), default=20, metavar="K",
+                        help="transactions per account and month (default 20)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="random seed: the same seed gives the same rows (default: a random one, logged)")
+    parser.add_argument("--currency", type=_currency, default="USD", metavar="CODE",
+                        help="currency of the cash accounts (default USD)")
+    parser.add_argument("--start-balance", type=_amount, default=Decimal("1000.00"), metavar="AMOUNT",
+                        help="opening cash deposit of each account, at most 2 decimals (default 1000.00)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--cash-only", action="store_true", help="deposits and withdrawals only")
+    only.add_argument("--stocks-only", action="store_true",
+                      help="buys and sells only, paid from the opening deposit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.accounts is None and not args.account_id:
+        args.accounts = 1
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(2**32)
+    return run_cli(JOB, lambda settings: _run(args, settings))
+
+
+def _run(args, settings: Settings) -> int:
+    params = {
+        "accounts": args.accounts or 0,
+        "account_ids": [str(a) for a in args.account_id],
+        "months": args.months,
+        "per_month": args.per_month,
+        "seed": args.seed,
+        "currency": args.currency,
+        "start_balance": str(args.start_balance),
+        "symbols": [a.spec for a in _flat(args.symbols)] or None,
+        "mode": _mode(args),
+    }
+    log.info("%s: seed %d", JOB, args.seed)
+    with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
+        outcome = generate(run.conn, args)
+        run.extra = {
+            "accounts": [str(a) for a in outcome.accounts],
+            "transactions": outcome.transactions,
+            "first_date": outcome.first_day.isoformat(),
+            "last_date": outcome.last_day.isoformat(),
+        }
+        run.rows_upserted = outcome.transactions
+    verb = "would generate" if args.dry_run else "generated"
+    print(f"{JOB}: {verb} {outcome.transactions} transactions for {len(outcome.accounts)} account(s) "
+          f"from {outcome.first_day} to {outcome.last_day}" + (" (dry run: nothing written)" if args.dry_run else ""))
+    return 0
+
+
+def generate(conn, args) -> Outcome:
+    """Insert accounts and transactions and update the holdings, leaving the transaction open."""
+    rng = random.Random(args.seed)
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_date")
+        today = cur.fetchone()[0]
+        assets = [] if args.cash_only else _tradable_assets(conn, args.symbols)
+        asset_sql.register_assets(cur, [Asset(args.currency, "CASH", name=f"{args.currency} cash",
+                                               currency=args.currency)])
+        accounts = tuple(dict.fromkeys([*args.account_id, *new_account_ids(rng, args.accounts or 0)]))
+        cur.execute("INSERT INTO accounts (account_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
+                    ([str(a) for a in accounts],))
+        first_day = month_starts(_months_back(today, args.months - 1), today)[0]
+        plan = Plan(accounts=accounts, first_day=first_day, last_day=today, per_month=args.per_month,
+                    currency=args.currency, start_balance_cents=int(args.start_balance.scaleb(2)),
+                    assets=tuple(assets), mode=_mode(args))
+        prices = load_price_book(conn, assets, first_day, today, args.seed)
+        count = copy_transactions(cur, generate_rows(rng, plan, prices))
+    log.info("inserted %d transactions for %d account(s); updating holdings", count, len(accounts))
+    change = apply_transactions(conn, accounts, today=today)
+    log.info("holdings: %d row(s) written, monthly holdings: %d row(s) written",
+             change.holdings_written, change.monthly_written)
+    return Outcome(accounts, count, first_day, today)
+
+
+def _tradable_assets(conn, symbols: list[list[Asset]] | None) -> list[Asset]:
+    if not symbols:
+        found = asset_sql.active_assets(conn, TRADABLE_TYPES)
+        if not found:
+            log.warning("no active STOCK, ETF or CRYPTO assets: generating cash transactions only "
+                        "(add some with `etl assets add AAPL:STOCK BTC:CRYPTO`)")
+        return found
+    wanted = _flat(symbols)
+    for asset in wanted:
+        if asset.asset_type not in TRADABLE_TYPES:
+            raise UsageError(f"--symbols: {asset.spec} cannot be traded in a mock account; "
+                             "use STOCK, ETF or CRYPTO assets")
+    with conn.cursor() as cur:
+        cur.execute("SELECT symbol, asset_type FROM asset WHERE (symbol, asset_type) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([a.symbol for a in wanted], [a.asset_type for a in wanted]))
+        known = set(cur.fetchall())
+    unknown = [a.spec for a in wanted if (a.symbol, a.asset_type) not in known]
+    if unknown:
+        raise UsageError(f"--symbols: unknown symbol {', '.join(unknown)} (not in the asset table) — "
+                         f"add it with `etl assets add {' '.join(unknown)}` or check the spelling")
+    return wanted
+
+
+def _flat(groups: list[list[Asset]] | None) -> list[Asset]:
+    return list(dict.fromkeys(a for group in groups or [] for a in group))
+
+
+def _mode(args) -> str:
+    return "cash_only" if args.cash_only else "stocks_only" if args.stocks_only else "mixed"
+
+
+def _months_back(today: date, months: int) -> date:
+    index = today.year * 12 + today.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least {minimum}")
+        return value
+    return parse
+
+
+def _currency(text: str) -> str:
+    code = text.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a three-letter currency code like USD")
+    return code
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of at least 0 with at most 2 decimals")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

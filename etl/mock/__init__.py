@@ -1,0 +1,1 @@
+"""Mock account data: a deterministic transaction generator and the prices it trades at."""

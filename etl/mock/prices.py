@@ -1,0 +1,95 @@
+"""The prices mock trades are made at: `market_data`, or a logged synthetic price.
+
+A trade on day D uses the asset's `market_data.price` of the nearest trading day
+on or before D. An asset with some history is not traded before its first
+known day. An asset with no history at all gets one synthetic price for the
+whole span, drawn from the seed (so reruns agree) and logged, because mock
+trades at invented prices should never pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from etl.models import Asset
+
+log = logging.getLogger(__name__)
+
+_SYNTHETIC_RANGES = {"STOCK": (10, 500), "ETF": (50, 600), "CRYPTO": (1, 60_000)}
+
+_PRICES_STATEMENT = """
+    SELECT m.symbol, m.asset_type, m.date, m.price
+      FROM market_data m
+      JOIN unnest(%(symbols)s::text[], %(types)s::text[]) AS wanted(symbol, asset_type)
+           USING (symbol, asset_type)
+     WHERE m.date <= %(last_day)s
+       AND m.date >= coalesce((SELECT max(e.date) FROM market_data e
+                                WHERE e.symbol = m.symbol AND e.asset_type = m.asset_type
+                                  AND e.date <= %(first_day)s), %(first_day)s)
+     ORDER BY m.symbol, m.asset_type, m.date
+"""
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """Per asset, the price of every day from `first_day` (None before its first known price)."""
+
+    first_day: date
+    by_asset: dict[Asset, list[Decimal | None]]
+    synthetic: frozenset[Asset]
+
+    def price(self, asset: Asset, day: date) -> Decimal | None:
+        return self.by_asset[asset][(day - self.first_day).days]
+
+
+def load_price_book(conn, assets: list[Asset], first_day: date, last_day: date, seed: int) -> PriceBook:
+    """Prices of `assets` for every day of [first_day, last_day], from market_data or synthetic."""
+    known: dict[Asset, dict[date, Decimal]] = {a: {} for a in assets}
+    index = {(a.symbol, a.asset_type): a for a in assets}
+    with conn.cursor() as cur:
+        cur.execute(_PRICES_STATEMENT, {"symbols": [a.symbol for a in assets],
+                                        "types": [a.asset_type for a in assets],
+                                        "first_day": first_day, "last_day": last_day})
+        for symbol, asset_type, day, price in cur:
+            known[index[(symbol, asset_type)]][day] = price
+    days = (last_day - first_day).days + 1
+    by_asset: dict[Asset, list[Decimal | None]] = {}
+    synthetic = set()
+    for asset in assets:
+        if known[asset]:
+            by_asset[asset] = carried_forward(known[asset], first_day, days)
+        else:
+            price = synthetic_price(asset, seed)
+            synthetic.add(asset)
+            log.warning("no price for %s in market_data up to %s: trading it at the synthetic price %s "
+                        "(load its history with fetch_historical_market_data for real prices)",
+                        asset.spec, last_day, price)
+            by_asset[asset] = [price] * days
+    return PriceBook(first_day, by_asset, frozenset(synthetic))
+
+
+def carried_forward(prices: dict[date, Decimal], first_day: date, days: int) -> list[Decimal | None]:
+    """The price of each day: that day's, else the nearest earlier one's, else None."""
+    ordered = sorted(prices.items())
+    result: list[Decimal | None] = []
+    current = None
+    position = 0
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        while position < len(ordered) and ordered[position][0] <= day:
+            current = ordered[position][1]
+            position += 1
+        result.append(current)
+    return result
+
+
+def synthetic_price(asset: Asset, seed: int) -> Decimal:
+    """A plausible price for `asset`, the same for the same seed (2 decimals, > 0)."""
+    low, high = _SYNTHETIC_RANGES.get(asset.asset_type, (10, 500))
+    rng = random.Random(f"{seed}:{asset.spec}")
+    cents = rng.randint(low * 100, high * 100)
+    return Decimal(cents).scaleb(-2)
