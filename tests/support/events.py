@@ -12,7 +12,7 @@ def read_events(bootstrap: str, topic: str, *, expect: int | None = None, timeou
     """All messages on `topic` as decoded JSON, waiting up to `timeout` for `expect` of them
     (or, with `expect=None`, until the topic stays quiet for a second)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             request_timeout_ms=5000, api_version_auto_timeout_ms=5000)
+                             request_timeout_ms=5000)
     try:
         deadline = time.monotonic() + timeout
         partitions = None
