@@ -1,0 +1,74 @@
+"""Fetch daily price history for every active asset (or --symbols) and store only what is missing.
+
+For each asset the job works out which days of --start..--end are neither
+stored nor known to have no data (weekends, holidays, days before listing, as
+recorded in the fetch ledger), and requests only those, merged into as few
+requests as possible. The last ETL_LOOKBACK_DAYS days (default 3) are
+re-checked on every run; older days are final, so a rerun asks for nothing.
+An unknown or delisted symbol fails alone and is not asked for again for 7
+days unless named with --symbols. --plan shows the requests without making them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.models import MARKET_ASSET_TYPES  # noqa: E402
+from etl.pipeline import history, selection  # noqa: E402
+from etl.pipeline.chain import ProviderChain  # noqa: E402
+from etl.utils.db_utils import job_run  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+JOB = "fetch_historical_market_data"
+
+
+def build_parser():
+    parser = job_parser(JOB, __doc__)
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="refetch the whole range, ignoring what is stored and the fetch ledger")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the requests that would be made and how they compare with each provider's "
+                             "limits; no network call, nothing written")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(JOB, lambda settings: _run(args, settings))
+
+
+def _run(args, settings) -> int:
+    started = time.monotonic()
+    today = date.today()
+    start, end = selection.date_range(args.start, args.end, default_start=settings.history_start_or_default(today),
+                                      today=today)
+    selection.check_named(args.symbols)
+    params = {"symbols": [a.spec for a in args.symbols or ()], "start": start, "end": end,
+              "provider": args.provider, "full_refresh": args.full_refresh, "dry_run": args.dry_run}
+    chain = ProviderChain(settings, args.provider)
+    with job_run(JOB, settings, params, dry_run=args.dry_run or args.plan) as run:
+        assets = selection.select_assets(run, args.symbols, MARKET_ASSET_TYPES)
+        if not args.symbols:
+            assets = selection.without_cooling_off(run, assets)
+        plans = history.plan_assets(run.conn, assets, chain, start=start, end=end, today=today,
+                                    lookback_days=settings.lookback_days, full_refresh=args.full_refresh)
+        if args.plan:
+            print("\n".join(history.describe_plan(plans)))
+            return 0
+        history.backfill(run, chain, plans, today=today, lookback_days=settings.lookback_days)
+        run.extra["requests"] = chain.requests_made
+    print(selection.summary(JOB, run, chain.requests_made, started))
+    return run.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

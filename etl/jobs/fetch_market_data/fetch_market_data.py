@@ -1,0 +1,53 @@
+"""Fetch current quotes for every active STOCK, ETF, CRYPTO and FOREX asset (or --symbols).
+
+Quotes are requested in batches as large as each provider allows and stored as
+today's row of market_data (the quote's trading date). A quote arriving later
+the same day replaces the earlier one; an older quote never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.pipeline import quotes, selection  # noqa: E402
+from etl.pipeline.chain import ProviderChain  # noqa: E402
+from etl.utils.db_utils import job_run  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+JOB = "fetch_market_data"
+QUOTE_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX")
+
+
+def build_parser():
+    return job_parser(JOB, __doc__, date_range=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(JOB, lambda settings: _run(args, settings))
+
+
+def _run(args, settings) -> int:
+    started = time.monotonic()
+    selection.check_named(args.symbols)
+    params = {"symbols": [a.spec for a in args.symbols or ()], "provider": args.provider, "dry_run": args.dry_run}
+    chain = ProviderChain(settings, args.provider)
+    with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
+        assets = selection.select_assets(run, args.symbols, QUOTE_TYPES)
+        quotes.load_quotes(run, chain, assets, today=date.today())
+        run.extra["requests"] = chain.requests_made
+    print(selection.summary(JOB, run, chain.requests_made, started))
+    return run.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

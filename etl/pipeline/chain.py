@@ -1,0 +1,197 @@
+"""The provider chain: which providers to ask for an asset, in order, and the fallback.
+
+Order for an asset: its own `asset.provider` (when set), then `--provider` when
+given, else the configured chain of its type (`*_PROVIDERS`). Providers that do
+not cover the type are skipped. A retryable or not-found error moves on to the
+next provider; a fatal one stops the job. A provider whose daily quota is spent
+is not asked again in this run, and what only it could give is *deferred*.
+`asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from datetime import date
+from typing import Sequence
+
+from etl.config import Settings
+from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
+from etl.models import Asset, Bar, Quote
+from etl.providers import make_provider, provider_class
+from etl.providers.base import Limits, Provider
+
+log = logging.getLogger(__name__)
+
+
+class DeferredError(RetryableError):
+    """Every provider that could serve the asset has spent its daily quota: try again tomorrow."""
+
+
+def candidates(asset: Asset, settings: Settings, override: str | None) -> list[str]:
+    """Provider names to try for `asset`, in order, keeping only those that cover its type."""
+    names = [asset.provider] if asset.provider else []
+    names += [override] if override else list(settings.provider_chain(asset.asset_type))
+    return [name for name in dict.fromkeys(names) if asset.asset_type in provider_type_set(name)]
+
+
+def provider_type_set(name: str) -> frozenset[str]:
+    return _load_class(name).asset_types
+
+
+def provider_limits(name: str) -> Limits:
+    return _load_class(name).limits
+
+
+def _load_class(name: str) -> type[Provider]:
+    try:
+        return provider_class(name)
+    except (ImportError, KeyError):
+        raise FatalError(f"provider {name!r} is not available in this installation — choose another with "
+                         "--provider or the *_PROVIDERS settings") from None
+
+
+def for_provider(asset: Asset, name: str) -> Asset:
+    """`asset` as provider `name` should see it: provider_symbol only for its own provider."""
+    if asset.provider_symbol and asset.provider != name:
+        return replace(asset, provider_symbol=None)
+    return asset
+
+
+class ProviderChain:
+    """Builds each provider once per run (thread-safe) and asks them in order."""
+
+    def __init__(self, settings: Settings, override: str | None = None):
+        self.settings = settings
+        self.override = override
+        self.exhausted: set[str] = set()
+        self._providers: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+
+    def candidates(self, asset: Asset) -> list[str]:
+        return candidates(asset, self.settings, self.override)
+
+    def provider(self, name: str) -> Provider:
+        with self._lock:
+            if name not in self._providers:
+                _load_class(name)
+                self._providers[name] = make_provider(name, self.settings)
+            return self._providers[name]
+
+    @property
+    def requests_made(self) -> int:
+        return sum(p.session.requests_made for p in self._providers.values())
+
+    def learned_symbols(self) -> dict[Asset, tuple[str, str]]:
+        """Provider symbols resolved during the run: asset → (provider, provider_symbol)."""
+        learned: dict[Asset, tuple[str, str]] = {}
+        for name, provider in self._providers.items():
+            for asset, symbol in provider.learned_symbols.items():
+                learned.setdefault(asset, (name, symbol))
+        return learned
+
+    def history(self, asset: Asset, start: date, end: date) -> tuple[str, list[Bar]]:
+        """(provider name, bars) from the first provider in the chain that answers."""
+        names = self.candidates(asset)
+        if not names:
+            raise FatalError(f"{asset.spec}: no configured provider covers {asset.asset_type} — add one to "
+                             f"{asset.asset_type}_PROVIDERS or pass --provider")
+        errors: list[EtlError] = []
+        for name in names:
+            if name in self.exhausted:
+                errors.append(QuotaExhaustedError(f"{name}: daily quota spent earlier in this run"))
+                continue
+            try:
+                return name, self.provider(name).history(for_provider(asset, name), start, end)
+            except QuotaExhaustedError as exc:
+                self._exhaust(name, exc)
+                errors.append(exc)
+            except (RetryableError, NotFoundError) as exc:
+                log.info("%s: %s failed for %s..%s (%s); trying the next provider", asset.spec, name, start, end, exc)
+                errors.append(exc)
+        raise combined_error(asset, errors)
+
+    def quotes(self, assets: Sequence[Asset]) -> tuple[list[Quote], dict[Asset, EtlError]]:
+        """Quotes for `assets`, batched per provider by its max_batch; failures per asset.
+
+        Assets a provider cannot price move on to their next provider, in batches again.
+        """
+        quotes: list[Quote] = []
+        errors: dict[Asset, list[EtlError]] = {asset: [] for asset in assets}
+        queue = {asset: self.candidates(asset) for asset in assets}
+        failed: dict[Asset, EtlError] = {}
+        for asset, names in queue.items():
+            if not names:
+                failed[asset] = FatalError(f"{asset.spec}: no configured provider covers {asset.asset_type}")
+        pending = {asset: names for asset, names in queue.items() if names}
+        while pending:
+            by_provider: dict[str, list[Asset]] = {}
+            for asset, names in pending.items():
+                by_provider.setdefault(names[0], []).append(asset)
+            next_round: dict[Asset, list[str]] = {}
+            for name, group in by_provider.items():
+                unpriced = self._quote_group(name, group, quotes, errors)
+                for asset in unpriced:
+                    rest = pending[asset][1:]
+                    if rest:
+                        next_round[asset] = rest
+                    else:
+                        failed[asset] = combined_error(asset, errors[asset])
+            pending = next_round
+        return quotes, failed
+
+    def _quote_group(self, name: str, group: list[Asset], quotes: list[Quote],
+                     errors: dict[Asset, list[EtlError]]) -> list[Asset]:
+        """Ask provider `name` for `group` batch by batch; return the assets it did not price."""
+        if name in self.exhausted:
+            for asset in group:
+                errors[asset].append(QuotaExhaustedError(f"{name}: daily quota spent earlier in this run"))
+            return group
+        provider = self.provider(name)
+        size = max(1, provider.limits.max_batch)
+        unpriced: list[Asset] = []
+        for first in range(0, len(group), size):
+            batch = group[first:first + size]
+            seen_as = {for_provider(asset, name): asset for asset in batch}
+            try:
+                answer = provider.quotes(list(seen_as))
+            except QuotaExhaustedError as exc:
+                self._exhaust(name, exc)
+                for asset in group[first:]:
+                    errors[asset].append(exc)
+                return unpriced + group[first:]
+            except (RetryableError, NotFoundError) as exc:
+                log.info("%s: quotes failed for %d asset(s) (%s); trying the next provider", name, len(batch), exc)
+                for asset in batch:
+                    errors[asset].append(exc)
+                unpriced += batch
+                continue
+            quotes.extend(answer.quotes)
+            for seen, exc in answer.failures.items():
+                asset = seen_as.get(seen, seen)
+                if isinstance(exc, FatalError):
+                    raise exc
+                if isinstance(exc, QuotaExhaustedError):
+                    self._exhaust(name, exc)
+                errors[asset].append(exc if isinstance(exc, EtlError) else RetryableError(str(exc)))
+                unpriced.append(asset)
+        return unpriced
+
+    def _exhaust(self, name: str, exc: Exception) -> None:
+        with self._lock:
+            if name not in self.exhausted:
+                log.warning("%s: daily quota spent (%s); not asking it again in this run", name, exc)
+                self.exhausted.add(name)
+
+
+def combined_error(asset: Asset, errors: list[EtlError]) -> EtlError:
+    """One error for an asset no provider could serve, of the kind that decides what happens next."""
+    if not errors:
+        return RetryableError(f"{asset.spec}: no provider answered")
+    message = "; ".join(str(e) for e in errors)
+    if any(isinstance(e, QuotaExhaustedError) for e in errors):
+        return DeferredError(f"{asset.spec}: deferred — daily quota spent ({message}); it is fetched on the next run")
+    if all(isinstance(e, NotFoundError) for e in errors):
+        return NotFoundError(message)
+    return errors[-1] if len(errors) == 1 else RetryableError(message)

@@ -1,0 +1,168 @@
+"""The historical backfill: plan the missing spans per asset, fetch them concurrently, load.
+
+Fetching runs in a small thread pool (provider sessions are thread-safe and
+share their rate limiter) so a backfill can reach a provider's rate limit
+despite network latency; every database write happens on the calling thread.
+Each asset's rows and ledger entries are committed before the next asset is
+written, so progress survives a crash; the last asset's writes are left for
+`job_run` to commit together with the completion event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Sequence
+
+from etl.assets import record_asset_errors
+from etl.errors import EtlError, FatalError, NotFoundError
+from etl.models import Asset
+from etl.pipeline import store
+from etl.pipeline.chain import DeferredError, ProviderChain, provider_limits
+from etl.pipeline.plan import Span, budgets, empty_days, plan_spans
+from etl.utils.db_utils import JobRun
+from etl.utils.log_utils import progress
+from etl.validate import Validated, validate_bars
+
+log = logging.getLogger(__name__)
+
+COOL_OFF_DAYS = 7
+FETCH_THREADS = 8
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    asset: Asset
+    provider: str | None        # first provider of the chain (for --plan and request budgets)
+    spans: list[Span]
+
+
+@dataclass
+class Fetched:
+    """What the fetch of one asset brought back: per span, the provider and the validated bars."""
+
+    asset: Asset
+    parts: list[tuple[Span, str, Validated, int]] = field(default_factory=list)  # (span, provider, rows, returned)
+    error: EtlError | None = None
+
+
+def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: date, end: date, today: date,
+                lookback_days: int, full_refresh: bool) -> list[AssetPlan]:
+    """The spans each asset needs, from what is stored and what the ledger knows. No network."""
+    covered = {} if full_refresh else store.covered_spans(conn, assets, start, end)
+    plans = []
+    for asset in assets:
+        names = chain.candidates(asset)
+        first = names[0] if names else None
+        deepest = provider_limits(first).max_history_days if first else None
+        spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
+                           lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
+        plans.append(AssetPlan(asset, first, spans))
+    return plans
+
+
+def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
+    """The lines --plan prints: each request, then the totals against each provider's limits."""
+    lines = []
+    requests: Counter = Counter()
+    for plan in plans:
+        if not plan.spans:
+            lines.append(f"{plan.asset.spec}: up to date")
+        for span in plan.spans:
+            lines.append(f"{plan.asset.spec}: {plan.provider or 'no provider'} {span} ({span.days} days)")
+            if plan.provider:
+                requests[plan.provider] += 1
+    limits = {name: (provider_limits(name).per_minute, provider_limits(name).per_day) for name in requests}
+    lines += [budget.describe() for budget in budgets(dict(requests), limits)]
+    lines.append(f"total: {sum(requests.values())} request(s) for {len(plans)} asset(s)")
+    return lines
+
+
+def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetched:
+    """Fetch every span of one asset (runs on a worker thread; no database access)."""
+    fetched = Fetched(plan.asset)
+    for span in plan.spans:
+        try:
+            provider, bars = chain.history(plan.asset, span.start, span.end)
+        except FatalError:
+            raise
+        except EtlError as exc:
+            fetched.error = exc
+            break
+        fetched.parts.append((span, provider, validate_bars(bars, span.start, span.end, today), len(bars)))
+    return fetched
+
+
+def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date,
+             lookback_days: int, threads: int = FETCH_THREADS) -> None:
+    """Fetch and load every planned asset, reporting each into `run`."""
+    fetched_at = datetime.now(timezone.utc)
+    todo = [plan for plan in plans if plan.spans]
+    for plan in plans:
+        if not plan.spans:
+            run.succeeded(plan.asset.symbol, 0)
+    run.extra.setdefault("dropped_rows", 0)
+    run.extra.setdefault("deferred", [])
+    if not todo:
+        return
+    results = _fetch_all(chain, todo, today=today, threads=threads)
+    first_write = True
+    for fetched in progress(results, len(todo), "historical backfill", log=log):
+        if not run.dry_run and not first_write:
+            run.conn.commit()
+        first_write = False
+        _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
+    if not run.dry_run:
+        with run.conn.cursor() as cur:
+            store.store_learned_symbols(cur, chain.learned_symbols())
+
+
+def _fetch_all(chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date, threads: int):
+    """Yield each asset's Fetched as soon as it is ready; a FatalError stops everything."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(plans))), thread_name_prefix="fetch")
+    try:
+        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today) for plan in plans}
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, lookback_days: int) -> None:
+    asset = fetched.asset
+    rows = 0
+    with run.conn.cursor() as cur:
+        ledger = []
+        for span, provider, validated, returned in fetched.parts:
+            if validated.dropped:
+                run.extra["dropped_rows"] += validated.dropped
+                log.info("%s: dropped %d of %d bars from %s for %s (%s)", asset.spec, validated.dropped, returned,
+                         provider, span, dict(validated.reasons))
+            rows += len(validated.rows)
+            if not run.dry_run:
+                run.rows_upserted += store.upsert_bars(cur, validated.rows, fetched_at)
+                ledger.append((asset, provider, span, returned, validated.dropped,
+                               empty_days(span, (bar.date for bar in validated.rows), today=today,
+                                          lookback_days=lookback_days)))
+        if not run.dry_run:
+            store.record_fetches(cur, ledger)
+        if fetched.error is None:
+            run.succeeded(asset.symbol, rows if run.dry_run else 0)
+            if not run.dry_run:
+                record_asset_errors(cur, {asset: None})
+                store.clear_cool_off(cur, [asset])
+            return
+        error = fetched.error
+        log.warning("%s: %s", asset.spec, error)
+        run.failed(asset.symbol, str(error))
+        if isinstance(error, DeferredError):
+            run.extra["deferred"].append(asset.symbol)
+        if not run.dry_run:
+            record_asset_errors(cur, {asset: str(error)})
+            if isinstance(error, NotFoundError):
+                store.set_cool_off(cur, [asset], COOL_OFF_DAYS)

@@ -1,0 +1,68 @@
+"""Live quotes (fetch_market_data) and index quotes (fetch_market_index_data).
+
+Quotes are fetched in as few requests as each provider allows (its
+`limits.max_batch`), validated, and upserted as the row of their trading date:
+a later quote the same day replaces the earlier one, an older one never does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import date
+from typing import Sequence
+
+from etl.assets import record_asset_errors, register_assets
+from etl.errors import FatalError
+from etl.models import Asset
+from etl.pipeline import store
+from etl.pipeline.chain import DeferredError, ProviderChain
+from etl.utils.db_utils import JobRun
+from etl.validate import validate_quotes
+
+log = logging.getLogger(__name__)
+
+
+def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, today: date,
+                register_new: bool = False) -> None:
+    """Fetch, validate and upsert the quotes of `assets`, reporting each asset into `run`.
+
+    With `register_new`, assets not yet in `asset` are registered with the name and
+    exchange the provider gave (the index job); otherwise they are expected to exist.
+    """
+    quotes, failures = chain.quotes(assets)
+    for asset, error in failures.items():
+        if isinstance(error, FatalError):
+            raise error
+    validated = validate_quotes(quotes, today)
+    if validated.dropped:
+        log.info("dropped %d quote(s): %s", validated.dropped, dict(validated.reasons))
+    run.extra["dropped_rows"] = validated.dropped
+    priced = {(q.symbol, q.asset_type) for q in validated.rows}
+    by_key = {(a.symbol, a.asset_type): a for a in assets}
+    dropped = [a for key, a in by_key.items() if key not in priced and a not in failures]
+
+    if not run.dry_run:
+        with run.conn.cursor() as cur:
+            if register_new:
+                known = store.known_assets(run.conn, assets)
+                new = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
+                               currency=q.currency)
+                       for q in validated.rows if (q.symbol, q.asset_type) not in known]
+                if new:
+                    register_assets(cur, new)
+                    log.info("registered %d new index(es): %s", len(new), ", ".join(a.symbol for a in new))
+            run.rows_upserted += store.upsert_quotes(cur, validated.rows)
+            store.store_learned_symbols(cur, chain.learned_symbols())
+            record_asset_errors(cur, {**{by_key[k]: None for k in priced},
+                                      **{a: str(e) for a, e in failures.items()}})
+    for quote in validated.rows:
+        run.succeeded(quote.symbol, 1 if run.dry_run else 0)
+    for asset, error in failures.items():
+        log.warning("%s: %s", asset.spec, error)
+        run.failed(asset.symbol, str(error))
+        if isinstance(error, DeferredError):
+            run.extra.setdefault("deferred", []).append(asset.symbol)
+    for asset in dropped:
+        run.failed(asset.symbol, f"{asset.spec}: the provider's quote failed validation — see the log")
+

@@ -1,0 +1,133 @@
+"""Named statements for market_data, the fetch ledger and the asset cool-off."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Iterable, Sequence
+
+from psycopg2.extras import execute_values
+
+from etl.models import Asset, Bar, Quote
+from etl.pipeline.plan import Span
+from etl.utils.db_utils import bulk_upsert
+
+MARKET_DATA_KEY = ("symbol", "asset_type", "date")
+BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
+               "currency", "source", "as_of")
+QUOTE_COLUMNS = ("symbol", "asset_type", "date", "price", "change", "percent_change", "open", "high", "low",
+                 "volume", "currency", "source", "as_of")
+
+
+def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
+    return [a.symbol for a in assets], [a.asset_type for a in assets]
+
+
+def covered_spans(conn, assets: Sequence[Asset], start: date, end: date) -> dict[tuple[str, str], list[Span]]:
+    """Per asset, the days of [start, end] already stored or known empty, as contiguous spans."""
+    if not assets:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("""
+            WITH wanted (symbol, asset_type) AS (SELECT * FROM unnest(%(symbols)s::text[], %(types)s::text[])),
+            covered AS (
+                SELECT m.symbol, m.asset_type, m.date AS day
+                  FROM market_data m JOIN wanted USING (symbol, asset_type)
+                 WHERE m.date BETWEEN %(start)s AND %(end)s
+                UNION
+                SELECT l.symbol, l.asset_type, e.day
+                  FROM market_data_fetch_ledger l JOIN wanted USING (symbol, asset_type)
+                 CROSS JOIN LATERAL unnest(l.empty_days) AS e(day)
+                 WHERE l.range_end >= %(start)s AND l.range_start <= %(end)s
+                   AND e.day BETWEEN %(start)s AND %(end)s
+            )
+            SELECT symbol, asset_type, min(day), max(day)
+              FROM (SELECT symbol, asset_type, day,
+                           day - (row_number() OVER (PARTITION BY symbol, asset_type ORDER BY day))::int AS island
+                      FROM covered) numbered
+             GROUP BY symbol, asset_type, island""",
+                    {"symbols": _keys(assets)[0], "types": _keys(assets)[1], "start": start, "end": end})
+        spans: dict[tuple[str, str], list[Span]] = {}
+        for symbol, asset_type, first, last in cur.fetchall():
+            spans.setdefault((symbol, asset_type), []).append(Span(first, last))
+    return spans
+
+
+def known_assets(conn, assets: Sequence[Asset]) -> set[tuple[str, str]]:
+    """The (symbol, asset_type) of `assets` already in the asset table."""
+    if not assets:
+        return set()
+    with conn.cursor() as cur:
+        cur.execute("SELECT symbol, asset_type FROM asset "
+                    "WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))", _keys(assets))
+        return set(cur.fetchall())
+
+
+def cooling_off(conn, assets: Sequence[Asset]) -> dict[tuple[str, str], datetime]:
+    """Assets not to ask for until the returned time (an unknown or delisted symbol earlier)."""
+    if not assets:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT symbol, asset_type, cool_off_until FROM asset
+             WHERE cool_off_until > now()
+               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+        return {(s, t): until for s, t, until in cur.fetchall()}
+
+
+def set_cool_off(cur, assets: Iterable[Asset], days: int) -> None:
+    wanted = list(assets)
+    if wanted:
+        cur.execute("""
+            UPDATE asset SET cool_off_until = now() + make_interval(days => %s)
+             WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",
+                    (days, *_keys(wanted)))
+
+
+def clear_cool_off(cur, assets: Iterable[Asset]) -> None:
+    wanted = list(assets)
+    if wanted:
+        cur.execute("""
+            UPDATE asset SET cool_off_until = NULL
+             WHERE cool_off_until IS NOT NULL
+               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(wanted))
+
+
+def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list[date]]]) -> None:
+    """Ledger rows: (asset, provider, span, rows returned, rows dropped, final empty days)."""
+    if entries:
+        execute_values(cur, """
+            INSERT INTO market_data_fetch_ledger
+                   (symbol, asset_type, provider, range_start, range_end, rows_returned, rows_dropped, empty_days)
+            VALUES %s""", [(a.symbol, a.asset_type, provider, span.start, span.end, returned, dropped, days)
+                           for a, provider, span, returned, dropped, days in entries],
+                       template="(%s, %s, %s, %s, %s, %s, %s, %s::date[])")
+
+
+def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
+    """Historical bars; `as_of` is the provider's stamp, else the time of the fetch."""
+    rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume,
+             b.currency, b.source, b.as_of or fetched_at) for b in bars)
+    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY)
+
+
+def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
+    """Live quotes as the row of their trading date; an older quote never replaces a newer one."""
+    rows = ((q.symbol, q.asset_type, q.date, q.price, q.change, q.percent_change, q.open, q.high, q.low,
+             q.volume, q.currency, q.source, q.as_of) for q in quotes)
+    return bulk_upsert(cur, "market_data", QUOTE_COLUMNS, rows, key=MARKET_DATA_KEY, newer_column="as_of")
+
+
+def store_learned_symbols(cur, learned: dict[Asset, tuple[str, str]]) -> None:
+    """Remember provider symbols resolved at run time, for assets that have none yet.
+
+    The provider is stored with the symbol, because a provider symbol only means
+    something to its own provider.
+    """
+    if learned:
+        cur.execute("""
+            UPDATE asset SET provider = l.provider, provider_symbol = l.provider_symbol, updated_at = now()
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS l(symbol, asset_type, provider, provider_symbol)
+             WHERE asset.symbol = l.symbol AND asset.asset_type = l.asset_type
+               AND asset.provider_symbol IS NULL AND (asset.provider IS NULL OR asset.provider = l.provider)""",
+                    ([a.symbol for a in learned], [a.asset_type for a in learned],
+                     [p for p, _ in learned.values()], [s for _, s in learned.values()]))

@@ -1,0 +1,152 @@
+"""fetch_historical_market_data end to end: gap filling against a Yahoo-shaped loopback server."""
+
+from datetime import date, timedelta
+
+import pytest
+
+from support.db import row_count, rows, scalar
+from support.events import read_events
+from support.runner import run_etl
+from support.yahoo_server import YahooServer, adjusted_close, close_price
+
+JOB = "fetch_historical_market_data"
+START, END = date(2024, 1, 1), date(2024, 3, 29)
+HOLIDAYS = {date(2024, 1, 1), date(2024, 1, 15), date(2024, 2, 19)}
+
+
+@pytest.fixture
+def yahoo(fake_api, etl_env, monkeypatch):
+    monkeypatch.setenv("YAHOO_BASE_URL", fake_api.base_url)
+    etl_env["YAHOO_BASE_URL"] = fake_api.base_url
+    return YahooServer(fake_api, holidays=HOLIDAYS)
+
+
+def backfill(*symbols: str, start: date = START, end: date = END, extra=()) -> int:
+    return run_etl(JOB, "--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", end.isoformat(),
+                   *extra)
+
+
+def stored_days(db, symbol: str) -> list[date]:
+    return [r[0] for r in rows(db, "SELECT date FROM market_data WHERE symbol = %s ORDER BY date", (symbol,))]
+
+
+def test_first_backfill_stores_every_trading_day_with_raw_and_adjusted_close(yahoo, db):
+    assert backfill("AAPL:STOCK") == 0
+    assert stored_days(db, "AAPL") == yahoo.trading_days("AAPL", START, END)
+    price, adj, source = rows(db, "SELECT price, adj_close, source FROM market_data WHERE date = '2024-02-14'")[0]
+    assert (price, adj, source) == (close_price("AAPL", date(2024, 2, 14)), adjusted_close("AAPL", date(2024, 2, 14)),
+                                    "yahoo")
+    assert len(yahoo.chart_requests("AAPL")) == 1
+
+
+def test_rerun_over_a_final_range_makes_no_requests(yahoo, db):
+    assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
+    assert yahoo.chart_requests() == []
+    assert scalar(db, "SELECT status FROM etl_job_runs ORDER BY run_id DESC LIMIT 1") == "success"
+
+
+def test_extending_the_range_by_a_week_requests_only_that_week(yahoo, db):
+    assert backfill("AAPL:STOCK") == 0
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", end=END + timedelta(days=7)) == 0
+    assert yahoo.requested_days("AAPL") == [(END + timedelta(days=1), END + timedelta(days=7))]
+    assert stored_days(db, "AAPL") == yahoo.trading_days("AAPL", START, END + timedelta(days=7))
+
+
+def test_a_row_deleted_from_the_middle_is_fetched_again(yahoo, db):
+    assert backfill("AAPL:STOCK") == 0
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM market_data WHERE symbol = 'AAPL' AND date = '2024-02-14'")
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK") == 0
+    assert yahoo.requested_days("AAPL") == [(date(2024, 2, 14), date(2024, 2, 14))]
+    assert date(2024, 2, 14) in stored_days(db, "AAPL")
+
+
+def test_a_holiday_is_never_requested_again(yahoo, db):
+    assert backfill("AAPL:STOCK", start=date(2024, 2, 12), end=date(2024, 2, 23)) == 0
+    assert date(2024, 2, 19) not in stored_days(db, "AAPL")
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", start=date(2024, 2, 19), end=date(2024, 2, 19)) == 0
+    assert backfill("AAPL:STOCK", start=date(2024, 2, 12), end=date(2024, 2, 23)) == 0
+    assert yahoo.chart_requests() == []
+
+
+def test_days_before_listing_are_not_asked_for_again(yahoo, db):
+    yahoo.listed["NEWCO"] = date(2024, 3, 1)
+    assert backfill("NEWCO:STOCK") == 0
+    assert stored_days(db, "NEWCO")[0] == date(2024, 3, 1)
+    yahoo.api.reset()
+    assert backfill("NEWCO:STOCK") == 0
+    assert yahoo.chart_requests() == []
+
+
+def test_one_unknown_symbol_among_five_fails_alone(yahoo, db, with_kafka):
+    yahoo.unknown.add("NOPE")
+    assert backfill("AAPL:STOCK", "MSFT:STOCK", "NOPE:STOCK", "VOO:ETF", "IBM:STOCK") == 3
+    loaded = {r[0] for r in rows(db, "SELECT DISTINCT symbol FROM market_data")}
+    assert loaded == {"AAPL", "MSFT", "VOO", "IBM"}
+    failures = scalar(db, "SELECT failures FROM etl_job_runs ORDER BY run_id DESC LIMIT 1")
+    assert [f["symbol"] for f in failures] == ["NOPE"]
+    assert "unknown or delisted" in scalar(db, "SELECT last_error FROM asset WHERE symbol = 'NOPE'")
+    (event,) = read_events(with_kafka, scalar(db, "SELECT current_schema()") + "."
+                                        "HISTORICAL_MARKET_DATA_COMPLETE", expect=1)
+    assert event["status"] == "partial"
+    assert [f["symbol"] for f in event["failed"]] == ["NOPE"]
+    assert sorted(event["symbols"]) == ["AAPL", "IBM", "MSFT", "VOO"]
+
+
+def test_an_unknown_symbol_cools_off_unless_named(yahoo, db):
+    yahoo.unknown.add("NOPE")
+    assert backfill("AAPL:STOCK", "NOPE:STOCK") == 3
+    yahoo.api.reset()
+    assert run_etl(JOB, "--start", START.isoformat(), "--end", END.isoformat()) == 0
+    assert yahoo.chart_requests() == []
+    assert backfill("NOPE:STOCK") == 1  # every named asset failed: status failed
+    assert len(yahoo.chart_requests("NOPE")) == 1
+
+
+def test_full_refresh_refetches_the_whole_range(yahoo, db):
+    assert backfill("AAPL:STOCK") == 0
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", extra=["--full-refresh"]) == 0
+    assert yahoo.requested_days("AAPL") == [(START, END)]
+
+
+def test_the_lookback_window_is_rechecked_every_run(yahoo, db, monkeypatch):
+    monkeypatch.setenv("ETL_LOOKBACK_DAYS", "3")
+    today = date.today()
+    assert backfill("AAPL:STOCK", start=today - timedelta(days=20), end=today) == 0
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", start=today - timedelta(days=20), end=today) == 0
+    assert yahoo.requested_days("AAPL") == [(today - timedelta(days=3), today)]
+
+
+def test_dry_run_fetches_but_writes_nothing(yahoo, db):
+    assert backfill("AAPL:STOCK", extra=["--dry-run"]) == 0
+    assert len(yahoo.chart_requests("AAPL")) == 1
+    assert row_count(db, "market_data") == 0
+    assert row_count(db, "market_data_fetch_ledger") == 0
+    assert row_count(db, "etl_outbox") == 0
+    assert row_count(db, "asset") == 0
+
+
+def test_plan_prints_the_requests_without_making_them(yahoo, db, capsys):
+    assert backfill("AAPL:STOCK") == 0
+    yahoo.api.reset()
+    capsys.readouterr()
+    assert backfill("AAPL:STOCK", "MSFT:STOCK", end=END + timedelta(days=7), extra=["--plan"]) == 0
+    out = capsys.readouterr().out
+    assert yahoo.chart_requests() == []
+    assert f"AAPL:STOCK: yahoo {END + timedelta(days=1)}..{END + timedelta(days=7)} (7 days)" in out
+    assert f"MSFT:STOCK: yahoo {START}..{END + timedelta(days=7)}" in out
+    assert "yahoo: 2 request(s); limit 60/min" in out
+    assert row_count(db, "market_data", "symbol = 'MSFT'") == 0
+
+
+def test_summary_line_counts_assets_rows_and_requests(yahoo, db, capsys):
+    assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
+    expected_rows = 2 * len(yahoo.trading_days("AAPL", START, END))
+    assert f"2 asset(s) done, 0 failed, {expected_rows} rows upserted, 2 request(s)" in capsys.readouterr().out
