@@ -98,10 +98,8 @@ class Settings:
 
         database_url = get("DATABASE_URL")
         if database_url is not None and not database_url.startswith(("postgres://", "postgresql://")):
-            raise ConfigError(
-                "DATABASE_URL must be a libpq URI starting with postgresql:// "
-                f"(got one starting with {database_url.split(':', 1)[0]!r})"
-            )
+            scheme = f"{database_url.split('://', 1)[0]}://" if "://" in database_url else "no scheme"
+            raise ConfigError(f"DATABASE_URL must be a libpq URI starting with postgresql:// (got {scheme!r})")
         schema = get("DB_SCHEMA") or "public"
         if not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"DB_SCHEMA must be a plain identifier (letters, digits, _), got {schema!r}")
