@@ -1,0 +1,232 @@
+"""Twelve Data (https://twelvedata.com/docs): daily history from /time_series, batched /quote.
+
+Needs TWELVE_DATA_API_KEY, sent as the documented `apikey` query parameter
+(fetch_utils removes it from every message). Numbers arrive as JSON strings
+and are parsed with `to_decimal`, never through float.
+
+Limits are those of the free "Basic" plan: 8 API credits a minute and 800 a
+day, one credit per symbol, so a batched /quote of 8 symbols spends a whole
+minute's credits.
+
+Symbols: stocks, ETFs and forex pairs (`EUR/USD`) are the same on Twelve Data;
+crypto is priced against USD (`BTC` → `BTC/USD`); an index drops its caret
+(`^GSPC` → `GSPC`). That last one is an assumption: Twelve Data lists many
+indices under other tickers (the S&P 500 is `SPX`) or only on paid plans, so
+indices usually need `asset.provider_symbol` set.
+
+Errors arrive as {"code": …, "message": …, "status": "error"}, in a 200 or with
+the same HTTP status, for the whole request or (in a batch) for one symbol.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
+                        RetryableError)
+from etl.models import Asset, Bar, Quote
+from etl.providers.base import Limits, Provider, QuoteBatch
+from etl.utils.fetch_utils import ProviderSession, describe_url, get_json
+from etl.utils.log_utils import REDACTED, redact
+from etl.validate import to_decimal, to_major_unit
+
+log = logging.getLogger(__name__)
+
+NAME = "twelvedata"
+KEY_VARIABLE = "TWELVE_DATA_API_KEY"
+
+
+def fetch_time_series(session: ProviderSession, base_url: str, api_key: str | None, symbol: str,
+                      start: date, end_exclusive: date) -> Any:
+    """The /time_series payload of daily bars for `symbol` from `start` up to `end_exclusive`."""
+    params = {"symbol": symbol, "interval": "1day", "start_date": start.isoformat(),
+              "end_date": end_exclusive.isoformat(), "apikey": api_key}
+    return _get_json(session, f"{base_url}/time_series", params, api_key)
+
+
+def fetch_quotes(session: ProviderSession, base_url: str, api_key: str | None, symbols: Sequence[str]) -> Any:
+    """The /quote payload for `symbols`: one flat object for one symbol, keyed by symbol for several."""
+    params = {"symbol": ",".join(symbols), "apikey": api_key}
+    return _get_json(session, f"{base_url}/quote", params, api_key)
+
+
+def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any], api_key: str | None) -> Any:
+    """get_json, with the key taken out of any error (its body excerpt may echo the key)."""
+    try:
+        return get_json(session, url, params, key_variable=KEY_VARIABLE)
+    except EtlError as exc:
+        raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
+
+
+def is_error(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("status") == "error"
+
+
+def api_error(payload: Mapping[str, Any], where: str, api_key: str | None = None) -> EtlError:
+    """The typed error for a Twelve Data error object (not raised, so callers choose)."""
+    code = payload.get("code")
+    message = scrub(str(payload.get("message") or "no message"), api_key)
+    text = message.lower()
+    prefix = f"{NAME}: {code} for {where}"
+    if code == 429 and "for the day" in text:
+        return QuotaExhaustedError(f"{prefix} — the daily API credits are spent; Twelve Data answers again "
+                                   f"after midnight UTC, or use another provider: {message}")
+    if code == 429:
+        return RateLimitedError(f"{prefix} — out of API credits for this minute; try again in a minute: {message}")
+    if "with your plan" in text or "available starting with" in text:
+        return NotFoundError(f"{prefix} — this symbol needs a paid Twelve Data plan; set the asset's "
+                             f"provider_symbol or use another provider: {message}")
+    if code in (401, 403):
+        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
+    if code in (400, 404):
+        return NotFoundError(f"{prefix} — unknown symbol; check it or set the asset's provider_symbol: {message}")
+    if isinstance(code, int) and code >= 500:
+        return RetryableError(f"{prefix} — Twelve Data is failing, try again later: {message}")
+    return FatalError(f"{prefix} — the request was refused: {message}")
+
+
+def scrub(text: str, api_key: str | None) -> str:
+    """`text` with the key and anything key-shaped removed, ready for a message."""
+    if api_key:
+        text = text.replace(api_key, REDACTED)
+    return redact(text)
+
+
+def exchange_zone(name: Any) -> timezone | ZoneInfo:
+    try:
+        return ZoneInfo(str(name)) if name else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("twelvedata: unknown exchange time zone %r, using UTC", name)
+        return timezone.utc
+
+
+def quote_currency(asset: Asset, provider_symbol: str, given: Any) -> str | None:
+    """The currency prices are in: as given, else the quote side of a pair (`BTC/USD` → USD)."""
+    if given:
+        return str(given)
+    if asset.asset_type in ("FOREX", "CRYPTO") and "/" in provider_symbol:
+        return provider_symbol.rpartition("/")[2].upper()
+    return asset.currency
+
+
+def _major(values: Mapping[str, Decimal | None], currency: str | None) -> tuple[dict[str, Decimal | None], str | None]:
+    """Each price in `values` in the major currency unit (GBp → GBP), and that currency."""
+    converted, major = {}, currency
+    for name, value in values.items():
+        converted[name], major = to_major_unit(value, currency)
+    return converted, major
+
+
+def parse_time_series(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> list[Bar]:
+    """Daily bars from a /time_series payload, as given (nulls stay None; validation judges)."""
+    meta = payload.get("meta") or {}
+    currency = quote_currency(asset, provider_symbol, meta.get("currency"))
+    bars = []
+    for row in payload.get("values") or []:
+        try:
+            day = date.fromisoformat(str(row.get("datetime"))[:10])
+        except ValueError:
+            log.warning("twelvedata: %s: skipping a row with an unreadable date %r", asset.spec, row.get("datetime"))
+            continue
+        prices, major = _major({name: to_decimal(row.get(name)) for name in ("close", "open", "high", "low")},
+                               currency)
+        bars.append(Bar(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=prices["close"],
+                        open=prices["open"], high=prices["high"], low=prices["low"],
+                        volume=to_decimal(row.get("volume")), currency=major, source=NAME))
+    return bars
+
+
+def parse_quote(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> Quote:
+    """One asset's quote from its /quote object. The trading date is the object's `datetime`
+    (the exchange's own calendar); `as_of` is the last quote time, else the bar's timestamp."""
+    stamp = payload.get("last_quote_at") or payload.get("timestamp")
+    if not isinstance(stamp, int):
+        raise RetryableError(f"{NAME}: quote for {provider_symbol} has no timestamp — try again later")
+    as_of = datetime.fromtimestamp(stamp, timezone.utc)
+    try:
+        day = date.fromisoformat(str(payload.get("datetime"))[:10])
+    except ValueError:
+        day = as_of.date()
+    currency = quote_currency(asset, provider_symbol, payload.get("currency"))
+    prices, major = _major({name: to_decimal(payload.get(name)) for name in ("close", "open", "high", "low", "change")},
+                           currency)
+    return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=prices["close"], as_of=as_of,
+                 source=NAME, change=prices["change"], percent_change=to_decimal(payload.get("percent_change")),
+                 open=prices["open"], high=prices["high"], low=prices["low"],
+                 volume=to_decimal(payload.get("volume")), currency=major,
+                 name=payload.get("name"), exchange=payload.get("exchange"))
+
+
+def quote_objects(payload: Any, symbols: Sequence[str]) -> dict[str, Any]:
+    """Each requested symbol's object from a /quote payload (flat for one symbol, keyed for several)."""
+    if not isinstance(payload, dict):
+        return {}
+    if len(symbols) == 1:
+        return {symbols[0]: payload}
+    return {symbol: payload.get(symbol) for symbol in symbols if symbol in payload}
+
+
+class TwelveData(Provider):
+    name = NAME
+    asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
+    limits = Limits(per_minute=8, per_day=800, max_batch=8)
+    needs_key = True
+    key_variable = KEY_VARIABLE
+
+    def map_symbol(self, asset: Asset) -> str:
+        if asset.asset_type == "CRYPTO" and "/" not in asset.symbol:
+            return f"{asset.symbol}/USD"
+        if asset.asset_type == "INDEX":
+            return asset.symbol.lstrip("^")
+        return asset.symbol
+
+    def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        symbol = self.provider_symbol(asset)
+        # end_date bounds the series exclusively in practice; ask for the day after and trim.
+        payload = fetch_time_series(self.session, self.base_url, self.api_key, symbol, start, end + timedelta(days=1))
+        where = describe_url(f"{self.base_url}/time_series", {"symbol": symbol})
+        if is_error(payload):
+            raise api_error(payload, where, self.api_key)
+        if not isinstance(payload, dict):
+            raise RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+        return [bar for bar in parse_time_series(payload, asset, symbol) if bar.date <= end]
+
+    def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
+        batch = QuoteBatch()
+        by_symbol = {self.provider_symbol(asset): asset for asset in assets}
+        symbols = list(by_symbol)
+        if not symbols:
+            return batch
+        payload = fetch_quotes(self.session, self.base_url, self.api_key, symbols)
+        where = describe_url(f"{self.base_url}/quote", {"symbol": ",".join(symbols)})
+        if is_error(payload) and "code" in payload:  # the whole request failed
+            error = api_error(payload, where, self.api_key)
+            if not isinstance(error, NotFoundError):
+                raise error
+            batch.failures.update((asset, error) for asset in by_symbol.values())
+            return batch
+        objects = quote_objects(payload, symbols)
+        for symbol, asset in by_symbol.items():
+            found = objects.get(symbol)
+            one = describe_url(f"{self.base_url}/quote", {"symbol": symbol})
+            if not isinstance(found, dict):
+                batch.failures[asset] = NotFoundError(f"{NAME}: no quote for {symbol} in the answer from {where} — "
+                                                      "check the symbol or set the asset's provider_symbol")
+            elif is_error(found):
+                error = api_error(found, one, self.api_key)
+                if isinstance(error, (FatalError, QuotaExhaustedError)):
+                    raise error
+                batch.failures[asset] = error
+            else:
+                try:
+                    batch.quotes.append(parse_quote(found, asset, symbol))
+                except RetryableError as exc:
+                    batch.failures[asset] = exc
+        return batch
+
+
+PROVIDER = TwelveData
