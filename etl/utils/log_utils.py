@@ -20,7 +20,7 @@ REDACTED = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE)
 _KEY_PARAMETER = re.compile(
-    r"(?P<prefix>\b(?:api_?key|apikey|token|x_cg_demo_api_key|x_cg_pro_api_key|password)=)[^&\s\"']+",
+    r"(?P<prefix>\b[a-z0-9_-]*(?:api_?key|token|password|secret)=)[^&\s\"']+",
     re.IGNORECASE,
 )
 
