@@ -27,8 +27,9 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
                 register_new: bool = False) -> None:
     """Fetch, validate and upsert the quotes of `assets`, reporting each asset into `run`.
 
-    With `register_new`, assets not yet in `asset` are registered with the name and
-    exchange the provider gave (the index job); otherwise they are expected to exist.
+    With `register_new` (the index job), assets not yet in `asset` are registered, and
+    those without a name named, with the name and exchange the provider gave;
+    otherwise they are expected to exist.
     """
     quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
@@ -46,12 +47,13 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
         with run.conn.cursor() as cur:
             if register_new:
                 known = store.known_assets(run.conn, assets)
-                new = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
-                               currency=q.currency)
-                       for q in validated.rows if (q.symbol, q.asset_type) not in known]
-                if new:
-                    register_assets(cur, new)
-                    log.info("registered %d new index(es): %s", len(new), ", ".join(a.symbol for a in new))
+                named = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
+                                 currency=q.currency)
+                         for q in validated.rows
+                         if (q.symbol, q.asset_type) not in known or by_key[(q.symbol, q.asset_type)].name is None]
+                if named:
+                    register_assets(cur, named)
+                    log.info("registered or named %d asset(s): %s", len(named), ", ".join(a.symbol for a in named))
             run.rows_upserted += store.upsert_quotes(cur, validated.rows)
             store.store_learned_symbols(cur, chain.learned_symbols())
             record_asset_errors(cur, {**{by_key[k]: None for k in priced},

@@ -139,3 +139,6 @@ class YahooServer:
                 "indicators": {"quote": [{"close": [_num(price)], "open": [_num(price - 1)]}]},
             }]})
         return Response(body={"spark": {"result": results, "error": None}})
+
+
+SPARK_BATCH = 20  # symbols per spark request, as the Yahoo provider declares (limits.max_batch)
