@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from etl import __version__
@@ -116,6 +117,12 @@ def excerpt(text: str, limit: int = 160) -> str:
     return redact(flat if len(flat) <= limit else flat[:limit] + "…")
 
 
+def _read_timed_out(exc: requests.exceptions.ConnectionError) -> bool:
+    """requests reports a read timeout that exhausted urllib3's retries as a ConnectionError."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ReadTimeoutError)
+
+
 def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
              key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,)) -> Any:
     """GET `url` and return its JSON body, or raise a typed error that says what to do.
@@ -129,12 +136,15 @@ def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | Non
     except requests.exceptions.RetryError as exc:
         raise RateLimitedError(f"{provider}: still rate-limited or failing after retries for {where} — "
                                "try again later or lower the request rate") from exc
-    except requests.exceptions.Timeout as exc:
-        raise RetryableError(f"{provider}: timed out after {session.timeout:.0f} s for {where} — "
-                             "try again later or raise ETL_HTTP_TIMEOUT") from exc
     except requests.exceptions.ConnectionError as exc:
+        if isinstance(exc, requests.exceptions.Timeout) or _read_timed_out(exc):
+            raise RetryableError(f"{provider}: timed out after {session.timeout:g} s for {where} — "
+                                 "try again later or raise ETL_HTTP_TIMEOUT") from exc
         raise RetryableError(f"{provider}: cannot connect for {where} — check the network and the "
                              f"provider's base URL setting") from exc
+    except requests.exceptions.Timeout as exc:
+        raise RetryableError(f"{provider}: timed out after {session.timeout:g} s for {where} — "
+                             "try again later or raise ETL_HTTP_TIMEOUT") from exc
     except requests.exceptions.RequestException as exc:
         raise RetryableError(f"{provider}: request failed for {where}: {type(exc).__name__}") from exc
 

@@ -1,0 +1,175 @@
+"""fetch_utils against a real loopback HTTP server: timeouts, retries, rate limits, typed errors."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from decimal import Decimal
+
+import pytest
+
+from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.utils import fetch_utils
+from etl.utils.fetch_utils import RateLimiter, get_json, make_session
+from support.fake_api import Response
+
+KEY = "SecretKey-Pangolin-42"
+
+
+def session(**options):
+    return make_session("testapi", **{"timeout": 5, "retries": 3, "backoff": 0.01, **options})
+
+
+def in_turn(*answers: Response):
+    """A handler giving `answers` one after the other, then the last one for ever."""
+    sequence = itertools.chain(answers, itertools.repeat(answers[-1]))
+    return lambda request: next(sequence)
+
+
+def test_every_request_has_a_timeout(fake_api):
+    fake_api.route("/slow", lambda request: time.sleep(1.5) or {"late": True})
+    with pytest.raises(RetryableError) as error:
+        get_json(session(timeout=0.3, retries=0), f"{fake_api.base_url}/slow")
+    assert "timed out" in str(error.value) and "testapi" in str(error.value)
+
+
+def test_server_errors_are_retried_until_success(fake_api):
+    fake_api.route("/quote", in_turn(Response(500, {"error": "boom"}), Response(503, "busy"),
+                                     Response(200, {"price": "1"})))
+    assert get_json(session(), f"{fake_api.base_url}/quote") == {"price": "1"}
+    assert len(fake_api.requests_to("/quote")) == 3
+
+
+def test_retry_after_is_honoured_on_429(fake_api):
+    fake_api.route("/quote", in_turn(Response(429, {"error": "slow down"}, headers={"Retry-After": "1"}),
+                                     Response(200, {"ok": True})))
+    started = time.monotonic()
+    assert get_json(session(), f"{fake_api.base_url}/quote") == {"ok": True}
+    assert time.monotonic() - started >= 0.9
+    assert len(fake_api.requests_to("/quote")) == 2
+
+
+def test_exhausted_retries_on_5xx_raise_retryable_naming_provider_and_url_without_key(fake_api):
+    fake_api.route("/quote", {"error": "down"}, status=502)
+    with pytest.raises(RetryableError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote", {"symbol": "AAPL", "apikey": KEY})
+    message = str(error.value)
+    assert type(error.value) is RetryableError
+    assert "testapi" in message and "/quote?symbol=AAPL" in message and "502" in message
+    assert KEY not in message
+    assert len(fake_api.requests_to("/quote")) == 4
+
+
+def test_exhausted_retries_on_429_raise_rate_limited(fake_api):
+    fake_api.route("/quote", Response(429, {"error": "too many"}, headers={"Retry-After": "0"}))
+    with pytest.raises(RateLimitedError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote", {"apikey": KEY})
+    assert "testapi" in str(error.value) and "429" in str(error.value)
+    assert KEY not in str(error.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_key_is_fatal_and_names_the_key_variable(fake_api, status):
+    fake_api.route("/quote", {"message": "invalid key"}, status=status)
+    with pytest.raises(FatalError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote", {"apikey": KEY}, key_variable="TWELVE_DATA_API_KEY")
+    assert "TWELVE_DATA_API_KEY" in str(error.value) and str(status) in str(error.value)
+    assert KEY not in str(error.value)
+    assert len(fake_api.requests_to("/quote")) == 1
+
+
+def test_404_is_not_found(fake_api):
+    fake_api.route("/quote", {"error": "symbol ZZZZ not found"}, status=404)
+    with pytest.raises(NotFoundError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote", {"symbol": "ZZZZ"})
+    assert "ZZZZ" in str(error.value)
+
+
+def test_html_error_page_is_retryable_with_a_short_excerpt(fake_api):
+    page = "<html><body><h1>Service Unavailable</h1>" + "<p>padding</p>" * 200 + "</body></html>"
+    fake_api.route("/quote", Response(200, page, content_type="text/html"))
+    with pytest.raises(RetryableError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote")
+    message = str(error.value)
+    assert "unreadable JSON" in message and "<h1>Service Unavailable</h1>" in message
+    assert len(message) < 400
+
+
+def test_truncated_json_is_retryable(fake_api):
+    fake_api.route("/quote", Response(200, '{"price": 12.5, "symbol": "AA'))
+    with pytest.raises(RetryableError) as error:
+        get_json(session(), f"{fake_api.base_url}/quote")
+    assert '{"price": 12.5' in str(error.value)
+
+
+def test_json_numbers_become_exact_decimals(fake_api):
+    fake_api.route("/quote", Response(200, '{"price": 123.456789012345678901, "volume": 100, "tiny": 1e-9}'))
+    body = get_json(session(), f"{fake_api.base_url}/quote")
+    assert body["price"] == Decimal("123.456789012345678901")
+    assert isinstance(body["price"], Decimal) and isinstance(body["tiny"], Decimal)
+    assert body["volume"] == 100
+
+
+def test_user_agent_names_the_product(fake_api):
+    fake_api.route("/quote", {"ok": True})
+    get_json(session(), f"{fake_api.base_url}/quote")
+    [request] = fake_api.requests_to("/quote")
+    assert request.headers["User-Agent"].startswith("financial-tracker-etl/")
+
+
+def test_session_counts_its_requests(fake_api):
+    fake_api.route("/quote", {"ok": True})
+    client = session()
+    for _ in range(3):
+        get_json(client, f"{fake_api.base_url}/quote")
+    assert client.requests_made == 3
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_requests_to_the_allowed_rate(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    limiter = RateLimiter(per_minute=30)
+    for _ in range(5):
+        limiter.wait()
+    assert clock.sleeps == [2.0, 2.0, 2.0, 2.0]
+
+
+def test_rate_limiter_does_not_wait_when_requests_are_already_spaced(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    limiter = RateLimiter(per_minute=60)
+    for _ in range(3):
+        limiter.wait()
+        clock.now += 5
+    assert clock.sleeps == []
+
+
+def test_session_waits_on_its_limiter_before_each_request(fake_api, monkeypatch):
+    fake_api.route("/quote", {"ok": True})
+    waits = []
+    client = session(per_minute=6000)
+    monkeypatch.setattr(client.limiter, "wait", lambda: waits.append(1))
+    for _ in range(4):
+        get_json(client, f"{fake_api.base_url}/quote")
+    assert len(waits) == 4 == len(fake_api.requests_to("/quote"))
+
+
+def test_connection_refused_is_retryable_and_says_to_check_the_base_url():
+    with pytest.raises(RetryableError) as error:
+        get_json(session(retries=0), "http://127.0.0.1:9/quote", {"apikey": KEY})
+    assert "cannot connect" in str(error.value) and KEY not in str(error.value)
