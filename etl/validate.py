@@ -43,9 +43,14 @@ class Validated(Generic[Row]):
 def to_decimal(value: object) -> Decimal | None:
     """The one place a JSON value (Decimal, int, numeric text, None) becomes a Decimal.
 
-    Text that is not a number, booleans and anything else give None; "NaN" and
-    "Infinity" are kept as such so validation can count them as bad prices.
+    Text that is not a number, booleans and containers give None; "NaN" and
+    "Infinity" are kept as such so validation can count them as bad prices. A
+    float means the JSON was parsed without `parse_float=Decimal` and digits may
+    already be lost, so it is refused loudly rather than guessed at.
     """
+    if isinstance(value, float):
+        raise TypeError(f"to_decimal got the float {value!r}: parse JSON with parse_float=Decimal "
+                        "(fetch_utils.get_json does) so prices keep every digit")
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):

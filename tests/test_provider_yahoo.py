@@ -154,7 +154,7 @@ def test_crypto_bars_are_dated_in_utc(yahoo, fake_api):
 
 
 def test_the_gmt_offset_is_used_when_the_time_zone_name_is_missing():
-    payload = fixture_json("yahoo/chart_EURUSD=X.json")
+    payload = json.loads(fixture_text("yahoo/chart_EURUSD=X.json"), parse_float=Decimal)
     meta = payload["chart"]["result"][0]["meta"]
     del meta["exchangeTimezoneName"]
     assert meta["gmtoffset"] == 3600

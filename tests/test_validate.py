@@ -53,9 +53,14 @@ def test_to_decimal_keeps_every_digit_of_numbers_and_numeric_text(value, expecte
     assert result == expected and str(result) == str(expected)
 
 
-@pytest.mark.parametrize("value", [None, "", "   ", "n/a", "12,5", True, [1], {"a": 1}, 1.5])
+@pytest.mark.parametrize("value", [None, "", "   ", "n/a", "12,5", True, [1], {"a": 1}])
 def test_to_decimal_turns_missing_and_unreadable_values_into_none(value):
     assert to_decimal(value) is None
+
+
+def test_to_decimal_refuses_a_float_because_its_digits_may_already_be_lost():
+    with pytest.raises(TypeError, match="parse_float=Decimal"):
+        to_decimal(185.63999938964844)
 
 
 def test_to_decimal_keeps_nan_so_validation_can_count_it():
