@@ -95,8 +95,7 @@ class ProviderChain:
         """(provider name, bars) from the first provider in the chain that answers."""
         names = self.candidates(asset)
         if not names:
-            raise FatalError(f"{asset.spec}: no configured provider covers {asset.asset_type} — add one to "
-                             f"{asset.asset_type}_PROVIDERS or pass --provider")
+            raise no_provider_error(asset)
         errors: list[EtlError] = []
         for name in names:
             if name in self.exhausted:
@@ -123,7 +122,7 @@ class ProviderChain:
         failed: dict[Asset, EtlError] = {}
         for asset, names in queue.items():
             if not names:
-                failed[asset] = FatalError(f"{asset.spec}: no configured provider covers {asset.asset_type}")
+                failed[asset] = no_provider_error(asset)
         pending = {asset: names for asset, names in queue.items() if names}
         while pending:
             by_provider: dict[str, list[Asset]] = {}
@@ -183,6 +182,12 @@ class ProviderChain:
             if name not in self.exhausted:
                 log.warning("%s: daily quota spent (%s); not asking it again in this run", name, exc)
                 self.exhausted.add(name)
+
+
+def no_provider_error(asset: Asset) -> EtlError:
+    """That asset alone fails: nothing in its chain (or --provider) covers its type."""
+    return EtlError(f"{asset.spec}: no provider in the chain covers {asset.asset_type} — add one to the "
+                    "*_PROVIDERS setting of its type or pass --provider with one that does")
 
 
 def combined_error(asset: Asset, errors: list[EtlError]) -> EtlError:

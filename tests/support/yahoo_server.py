@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from urllib.parse import unquote
 
 from support.fake_api import FakeApi, Request, Response
 
@@ -68,8 +69,8 @@ class YahooServer:
         return days
 
     def chart_requests(self, symbol: str | None = None) -> list[Request]:
-        prefix = "/v8/finance/chart/" + (symbol or "")
-        return [r for r in self.api.requests_to(prefix) if symbol is None or r.path == prefix]
+        prefix = "/v8/finance/chart/"
+        return [r for r in self.api.requests_to(prefix) if symbol is None or unquote(r.path) == prefix + symbol]
 
     def requested_days(self, symbol: str) -> list[tuple[date, date]]:
         """The (first, last) day each chart request for `symbol` asked for, as the provider
@@ -86,7 +87,7 @@ class YahooServer:
     # ---- answers ----
 
     def _chart(self, request: Request) -> Response:
-        symbol = request.path.rsplit("/", 1)[1]
+        symbol = unquote(request.path.rsplit("/", 1)[1])
         status = self.failing.get(symbol)
         if status and status != 404:
             return Response(status=status, body="<html><body>Service unavailable</body></html>",

@@ -1,0 +1,133 @@
+"""The provider chain: order per asset, fallback on not-found and server errors, spent quotas."""
+
+import re
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from etl.config import Settings
+from etl.models import Asset
+from etl.pipeline.chain import candidates
+from support.db import rows, scalar
+from support.fake_api import Request, Response
+from support.runner import run_etl
+from support.yahoo_server import YahooServer
+
+START, END = date(2024, 3, 4), date(2024, 3, 8)
+ECB_RATE = Decimal("1.0876")
+
+
+def chain_for(asset: Asset, override: str | None = None, **env: str) -> list[str]:
+    return candidates(asset, Settings.from_env(env, dotenv=False), override)
+
+
+def test_the_configured_chain_of_the_type_is_used_in_order():
+    assert chain_for(Asset("EUR/USD", "FOREX"), FOREX_PROVIDERS="yahoo,frankfurter") == ["yahoo", "frankfurter"]
+
+
+def test_providers_that_do_not_cover_the_type_are_skipped():
+    assert chain_for(Asset("AAPL", "STOCK"), MARKET_DATA_PROVIDERS="frankfurter,yahoo") == ["yahoo"]
+
+
+def test_the_assets_own_provider_comes_first():
+    asset = Asset("EUR/USD", "FOREX", provider="frankfurter")
+    assert chain_for(asset, FOREX_PROVIDERS="yahoo") == ["frankfurter", "yahoo"]
+
+
+def test_the_provider_option_replaces_the_configured_chain():
+    assert chain_for(Asset("EUR/USD", "FOREX"), "frankfurter", FOREX_PROVIDERS="yahoo") == ["frankfurter"]
+
+
+def ecb_days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1) if (first + timedelta(days=i)).weekday() < 5]
+
+
+def frankfurter_series(request: Request) -> dict:
+    """`/{start}..{end}?base=EUR&symbols=USD` in Frankfurter's documented format."""
+    first, last = (date.fromisoformat(p) for p in request.path.strip("/").split(".."))
+    return {"amount": 1.0, "base": request.query["base"], "start_date": first.isoformat(), "end_date": last.isoformat(),
+            "rates": {d.isoformat(): {request.query["symbols"]: float(ECB_RATE)} for d in ecb_days(first, last)}}
+
+
+def frankfurter_latest(request: Request) -> dict:
+    return {"amount": 1.0, "base": request.query["base"], "date": date.today().isoformat(),
+            "rates": {s: float(ECB_RATE) for s in request.query["symbols"].split(",")}}
+
+
+@pytest.fixture
+def apis(fake_api, etl_env, monkeypatch):
+    for variable in ("YAHOO_BASE_URL", "FRANKFURTER_BASE_URL"):
+        monkeypatch.setenv(variable, fake_api.base_url)
+    monkeypatch.setenv("FOREX_PROVIDERS", "yahoo,frankfurter")
+    yahoo = YahooServer(fake_api)
+    yahoo.quote_time = datetime.combine(date.today(), time(10), ZoneInfo("America/New_York"))
+    fake_api.route(re.compile(r"/\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}"), frankfurter_series)
+    fake_api.route("/latest", frankfurter_latest)
+    return yahoo
+
+
+def history(*specs: str) -> int:
+    return run_etl("fetch_historical_market_data", "--symbols", ",".join(specs), "--start", START.isoformat(),
+                   "--end", END.isoformat())
+
+
+def sources(db) -> set[tuple[str, str]]:
+    return set(rows(db, "SELECT symbol, source FROM market_data"))
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_history_falls_back_to_the_next_provider_and_says_which_delivered(apis, db, status):
+    apis.failing["EURUSD=X"] = status
+    assert history("EUR/USD:FOREX", "GBP/USD:FOREX") == 0
+    assert sources(db) == {("EUR/USD", "frankfurter"), ("GBP/USD", "yahoo")}
+    assert rows(db, "SELECT date, price FROM market_data WHERE symbol = 'EUR/USD' ORDER BY date") == \
+        [(d, ECB_RATE) for d in ecb_days(START, END)]
+    assert scalar(db, "SELECT count(DISTINCT provider) FROM market_data_fetch_ledger") == 2
+
+
+def test_quotes_fall_back_for_the_assets_the_first_provider_cannot_price(apis, db):
+    apis.unknown.add("EURUSD=X")
+    assert run_etl("fetch_market_data", "--symbols", "EUR/USD:FOREX,GBP/USD:FOREX") == 0
+    assert sources(db) == {("EUR/USD", "frankfurter"), ("GBP/USD", "yahoo")}
+
+
+def test_an_asset_no_provider_can_serve_fails_alone(apis, db):
+    apis.failing["EURUSD=X"] = 500
+    apis.api.route(re.compile(r"/\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}"),
+                   Response(status=404, body={"message": "not found"}))
+    assert history("EUR/USD:FOREX", "AAPL:STOCK") == 3
+    failure = scalar(db, "SELECT failures FROM etl_job_runs")[0]
+    assert failure["symbol"] == "EUR/USD"
+    assert "yahoo: 500" in failure["error"] and "frankfurter: 404" in failure["error"]
+
+
+def twelvedata_day_quota(served: list) -> callable:
+    """/time_series: the first request is served, then the day's credits are spent (HTTP 200, code 429)."""
+    def answer(request: Request):
+        if served:
+            return {"code": 429, "message": "You have run out of API credits for the day. 800 API credits were "
+                                            "used, with the current limit being 800.", "status": "error"}
+        served.append(request.query["symbol"])
+        return {"meta": {"symbol": request.query["symbol"], "interval": "1day", "currency": "USD",
+                         "exchange_timezone": "America/New_York", "exchange": "NASDAQ", "mic_code": "XNGS",
+                         "type": "Common Stock"},
+                "values": [{"datetime": d.isoformat(), "open": "10.5", "high": "11.5", "low": "10.0",
+                            "close": "11.0", "volume": "1000"} for d in reversed(ecb_days(START, END))],
+                "status": "ok"}
+    return answer
+
+
+def test_a_spent_daily_quota_defers_the_rest_and_loads_what_came(fake_api, etl_env, monkeypatch, db):
+    monkeypatch.setenv("TWELVE_DATA_BASE_URL", fake_api.base_url)
+    monkeypatch.setenv("TWELVE_DATA_API_KEY", "test-key")
+    monkeypatch.setenv("STOCK_PROVIDERS", "twelvedata")
+    served: list = []
+    fake_api.route("/time_series", twelvedata_day_quota(served))
+    assert history("AAPL:STOCK", "MSFT:STOCK", "IBM:STOCK") == 3
+    assert {r[0] for r in rows(db, "SELECT DISTINCT symbol FROM market_data")} == set(served)
+    payload = scalar(db, "SELECT payload FROM etl_outbox")
+    assert sorted(payload["deferred"]) == sorted({"AAPL", "MSFT", "IBM"} - set(served))
+    assert all("deferred" in f["error"] for f in payload["failed"])
+    assert len(fake_api.requests_to("/time_series")) <= 3
