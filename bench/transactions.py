@@ -1,0 +1,140 @@
+"""Benchmark: 1,000,000 mock transactions with holdings against a plain COPY of the same rows.
+
+Creates a throwaway database on TEST_DATABASE_URL / DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/postgres) with two migrated schemas and
+the same assets and prices in each, then times
+  product:  `generate_mock_transactions --accounts 1000 --months 24 --per-month 42`
+            (generation, COPY into transactions, holdings, holdings_monthly, run row, event)
+  baseline: COPY of exactly the transactions the product wrote into the identical,
+            empty transactions table of the other schema (same indexes and keys).
+Prints both times, the ratio and the peak memory of this process; the ratio is
+the last line. Target: ratio <= 3, peak memory < 500 MB. The database is dropped.
+
+    python bench/transactions.py [--accounts 1000] [--months 24] [--per-month 42]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg2  # noqa: E402
+
+from etl.jobs import generate_mock_transactions  # noqa: E402
+from etl.mock.load import TRANSACTION_COLUMNS  # noqa: E402
+from etl.utils.db_utils import migrate  # noqa: E402
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+PRODUCT, BASELINE = "bench_product", "bench_baseline"
+
+MARKET = """
+    INSERT INTO asset (symbol, asset_type) VALUES
+        ('AAPL', 'STOCK'), ('MSFT', 'STOCK'), ('VOO', 'ETF'), ('BTC', 'CRYPTO'), ('ETH', 'CRYPTO');
+    INSERT INTO market_data (symbol, asset_type, date, price, source, as_of)
+    SELECT a.symbol, a.asset_type, d::date,
+           round((a.base * (1 + 0.2 * sin(extract(epoch FROM d) / 864000.0)))::numeric, 4), 'bench', now()
+      FROM (VALUES ('AAPL', 'STOCK', 180.0), ('MSFT', 'STOCK', 400.0), ('VOO', 'ETF', 450.0),
+                   ('BTC', 'CRYPTO', 60000.0), ('ETH', 'CRYPTO', 3000.0)) AS a(symbol, asset_type, base)
+     CROSS JOIN generate_series(current_date - interval '26 months', current_date, interval '1 day') AS d
+     WHERE a.asset_type = 'CRYPTO' OR extract(isodow FROM d) < 6
+"""
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def admin(url: str, statement: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def prepare_schema(url: str, schema: str) -> None:
+    conn = psycopg2.connect(url, options=f"-c search_path={schema}")
+    migrate(conn, schema)
+    with conn.cursor() as cur:
+        cur.execute(MARKET)
+    conn.commit()
+    conn.close()
+
+
+def run_product(url: str, args) -> float:
+    os.environ.update({"DATABASE_URL": url, "DB_SCHEMA": PRODUCT, "LOG_LEVEL": "WARNING"})
+    os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    checkpoint(url)
+    started = time.perf_counter()
+    code = generate_mock_transactions.main(["--accounts", str(args.accounts), "--months", str(args.months),
+                                            "--per-month", str(args.per_month), "--seed", "1"])
+    elapsed = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"bench: the product run failed with exit code {code}")
+    return elapsed
+
+
+def run_baseline(url: str) -> tuple[float, int]:
+    """COPY the product's transactions (dumped to a file first) into the baseline schema's empty table."""
+    columns = ", ".join(TRANSACTION_COLUMNS)
+    conn = psycopg2.connect(url)
+    with tempfile.TemporaryFile("w+") as dump, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {BASELINE}.accounts SELECT * FROM {PRODUCT}.accounts")
+        cur.execute(f"INSERT INTO {BASELINE}.asset SELECT * FROM {PRODUCT}.asset WHERE asset_type = 'CASH'")
+        conn.commit()
+        cur.copy_expert(f"COPY (SELECT {columns} FROM {PRODUCT}.transactions ORDER BY transaction_id) "
+                        "TO STDOUT", dump)
+        dump.seek(0)
+        checkpoint(url)
+        started = time.perf_counter()
+        cur.copy_expert(f"COPY {BASELINE}.transactions ({columns}) FROM STDIN", dump)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        cur.execute(f"SELECT count(*) FROM {BASELINE}.transactions")
+        count = cur.fetchone()[0]
+    conn.close()
+    return elapsed, count
+
+
+def checkpoint(url: str) -> None:
+    admin(url, "CHECKPOINT")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--per-month", type=int, default=42)
+    args = parser.parse_args()
+    server = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
+    name = f"bench_tx_{uuid.uuid4().hex[:8]}"
+    admin(server, f'CREATE DATABASE "{name}"')
+    url = with_database(server, name)
+    try:
+        for schema in (PRODUCT, BASELINE):
+            prepare_schema(url, schema)
+        product = run_product(url, args)
+        baseline, count = run_baseline(url)
+    finally:
+        admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"transactions: {count:,}")
+    print(f"product (generate + COPY + holdings + monthly holdings): {product:.2f} s")
+    print(f"baseline (COPY of the same transactions alone): {baseline:.2f} s")
+    print(f"peak memory: {peak_mb:.0f} MB")
+    print(f"ratio {product / baseline:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
