@@ -1,0 +1,249 @@
+"""Benchmark: a full historical backfill of 500 symbols × 5 years against a Yahoo-shaped server.
+
+The server (a child process) answers `/v8/finance/chart/{symbol}` with one bar
+per weekday of the requested period, adds 50 ms of latency to every answer and
+allows 20 requests a second (429 with Retry-After above it). Reported:
+
+- the backfill's wall time against the floor: requests ÷ allowed rate, plus the
+  time a plain COPY of the same rows takes into an identical empty table;
+- a serial row-by-row baseline (one request at a time, one INSERT per row),
+  measured on a sample of symbols and scaled to all of them;
+- rows lost (must be 0), 429s answered and absorbed, the rerun (0 requests) and
+  peak memory (maxrss).
+
+Yahoo's provider declares a polite 60 requests a minute; here its ceiling is
+set to the server's 20 a second so the benchmark measures the pipeline, not our
+own politeness. Uses its own fresh database (TEST_DATABASE_URL / DATABASE_URL,
+else 127.0.0.1:5432), dropped at the end. The last line is the headline ratio.
+
+    python bench/backfill.py [--symbols 500] [--years 5] [--sample 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import date, datetime, time as clock, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg2  # noqa: E402
+
+LATENCY = 0.050
+RATE = 20
+END = date(2024, 12, 31)
+
+
+# ---- the server (child process) ----
+
+def serve(port_value, requests_value, throttled_value, ready) -> None:
+    recent: deque[float] = deque()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802
+            with lock:
+                now = time.monotonic()
+                while recent and now - recent[0] >= 1.0:
+                    recent.popleft()
+                allowed = len(recent) < RATE
+                if allowed:
+                    recent.append(now)
+                    requests_value.value += 1
+                else:
+                    throttled_value.value += 1
+            time.sleep(LATENCY)
+            if not allowed:
+                body = b'{"finance":{"result":null,"error":{"code":"Too Many Requests"}}}'
+                self._send(429, body, {"Retry-After": "1"})
+                return
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            symbol = unquote(parts.path.rsplit("/", 1)[1])
+            self._send(200, chart(symbol, int(query["period1"]), int(query["period2"])))
+
+        def _send(self, status, body, headers=None):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port_value.value = server.server_address[1]
+    ready.set()
+    server.serve_forever()
+
+
+def chart(symbol: str, period1: int, period2: int) -> bytes:
+    first = datetime.fromtimestamp(period1, timezone.utc).date()
+    last = datetime.fromtimestamp(period2, timezone.utc).date() - timedelta(days=1)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = [d for d in days if d.weekday() < 5]
+    base = 50 + sum(map(ord, symbol)) % 200
+    closes = [base + (d.toordinal() % 97) / 4 + 0.25 for d in days]
+    result = {
+        "meta": {"currency": "USD", "symbol": symbol, "exchangeName": "NMS", "instrumentType": "EQUITY",
+                 "gmtoffset": -18000, "timezone": "EST", "exchangeTimezoneName": "America/New_York",
+                 "regularMarketPrice": closes[-1] if closes else base, "dataGranularity": "1d"},
+        "timestamp": [int(datetime.combine(d, clock(14, 30), timezone.utc).timestamp()) for d in days],
+        "indicators": {"quote": [{"open": [c - 1 for c in closes], "high": [c + 2 for c in closes],
+                                  "low": [c - 2 for c in closes], "close": closes,
+                                  "volume": [1_000_000 + d.toordinal() % 1000 for d in days]}],
+                       "adjclose": [{"adjclose": [round(c * 0.98, 4) for c in closes]}]},
+    }
+    return json.dumps({"chart": {"result": [result], "error": None}}).encode()
+
+
+# ---- the database ----
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or \
+    "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def admin(statement: str) -> None:
+    conn = psycopg2.connect(ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+# ---- measurements ----
+
+def run_job(argv: list[str]) -> tuple[int, float]:
+    from etl.jobs.fetch_historical_market_data import fetch_historical_market_data as job
+
+    started = time.monotonic()
+    code = job.main(argv)
+    return code, time.monotonic() - started
+
+
+def copy_floor(url: str) -> tuple[int, float]:
+    """Rows stored, and the seconds a plain COPY of them takes into an identical empty table."""
+    conn = psycopg2.connect(url, options="-c search_path=bench")
+    with conn.cursor() as cur:
+        buffer = io.StringIO()
+        cur.copy_expert("COPY (SELECT * FROM market_data) TO STDOUT", buffer)
+        cur.execute("SELECT count(*) FROM market_data")
+        stored = cur.fetchone()[0]
+        cur.execute("CREATE TABLE copy_floor (LIKE market_data INCLUDING ALL)")
+        conn.commit()
+        buffer.seek(0)
+        started = time.monotonic()
+        cur.copy_expert("COPY copy_floor FROM STDIN", buffer)
+        conn.commit()
+        seconds = time.monotonic() - started
+    conn.close()
+    return stored, seconds
+
+
+def serial_baseline(url: str, base_url: str, symbols: list[str], start: date) -> float:
+    """One request at a time and one INSERT per row, for `symbols`: seconds taken."""
+    from etl.models import Asset
+    from etl.providers.yahoo import YahooProvider
+    from etl.utils.fetch_utils import make_session
+
+    provider = YahooProvider(make_session("yahoo", per_minute=RATE * 60), base_url)
+    conn = psycopg2.connect(url, options="-c search_path=bench")
+    started = time.monotonic()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE serial_rows (LIKE market_data INCLUDING ALL)")
+        for symbol in symbols:
+            for bar in provider.history(Asset(symbol, "STOCK"), start, END):
+                cur.execute("INSERT INTO serial_rows (symbol, asset_type, date, price, adj_close, open, high, low, "
+                            "volume, currency, source, as_of) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                            "now())", (bar.symbol, bar.asset_type, bar.date, bar.price, bar.adj_close, bar.open,
+                                       bar.high, bar.low, bar.volume, bar.currency, bar.source))
+            conn.commit()
+    conn.close()
+    return time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--years", type=int, default=5)
+    parser.add_argument("--sample", type=int, default=20, help="symbols in the serial baseline")
+    args = parser.parse_args()
+
+    port, requests_made, throttled = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0), \
+        multiprocessing.Value("i", 0)
+    ready = multiprocessing.Event()
+    server = multiprocessing.Process(target=serve, args=(port, requests_made, throttled, ready), daemon=True)
+    server.start()
+    ready.wait(10)
+    base_url = f"http://127.0.0.1:{port.value}"
+
+    database = f"bench_backfill_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin(f'CREATE DATABASE "{database}"')
+    url = with_database(ADMIN_URL, database)
+    start = END.replace(year=END.year - args.years) + timedelta(days=1)
+    symbols = [f"S{i:03d}" for i in range(args.symbols)]
+    os.environ.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url,
+                       "LOG_LEVEL": "WARNING", "ETL_HTTP_BACKOFF": "0.2"})
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS", "MARKET_DATA_PROVIDERS", "DB_HOST"):
+        os.environ.pop(name, None)
+    from etl.providers.base import Limits
+    from etl.providers.yahoo import YahooProvider
+    YahooProvider.limits = Limits(per_minute=RATE * 60, max_batch=YahooProvider.limits.max_batch)
+    argv = ["--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", END.isoformat()]
+    try:
+        code, backfill_seconds = run_job(argv)
+        backfill_requests, backfill_429 = requests_made.value, throttled.value
+        stored, copy_seconds = copy_floor(url)
+        expected = sum(1 for i in range((END - start).days + 1) if (start + timedelta(days=i)).weekday() < 5)
+        expected *= len(symbols)
+        requests_made.value = 0
+        rerun_code, rerun_seconds = run_job(argv)
+        rerun_requests = requests_made.value
+        time.sleep(1.1)
+        sample = symbols[:args.sample]
+        serial_seconds = serial_baseline(url, base_url, sample, start) * len(symbols) / len(sample)
+    finally:
+        server.terminate()
+        admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    floor = backfill_requests / RATE + copy_seconds
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"symbols {len(symbols)} × {args.years} years: {stored} rows stored of {expected} expected "
+          f"(lost {expected - stored}); exit code {code}")
+    print(f"backfill: {backfill_seconds:.1f} s, {backfill_requests} requests served, {backfill_429} answered 429 "
+          f"and retried")
+    print(f"floor: {backfill_requests} requests / {RATE} per s = {backfill_requests / RATE:.1f} s "
+          f"+ plain COPY {copy_seconds:.1f} s = {floor:.1f} s")
+    print(f"serial row-by-row baseline (measured on {len(sample)} symbols, scaled): {serial_seconds:.1f} s "
+          f"→ backfill is {serial_seconds / backfill_seconds:.1f}× faster")
+    print(f"rerun: {rerun_requests} requests, {rerun_seconds:.2f} s, exit code {rerun_code}")
+    print(f"peak memory (maxrss): {peak_mb:.0f} MB")
+    print(f"backfill / floor = {backfill_seconds / floor:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
