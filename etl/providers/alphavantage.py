@@ -1,0 +1,258 @@
+"""Alpha Vantage (https://www.alphavantage.co/documentation/): every call is GET /query?function=….
+
+Needs ALPHA_VANTAGE_API_KEY (the `apikey` parameter; fetch_utils removes it
+from messages, and this module removes it from the API's own messages too:
+the daily-limit notice quotes the key back).
+
+History: TIME_SERIES_DAILY for stocks and ETFs, FX_DAILY for forex pairs
+(`EUR/USD` → from_symbol=EUR, to_symbol=USD), DIGITAL_CURRENCY_DAILY with
+market=USD for crypto. `outputsize=compact` (the latest 100 data points) is
+asked for whenever the range starts within COMPACT_DAYS calendar days, `full`
+otherwise; for TIME_SERIES_DAILY `full` is a premium feature, which the API
+refuses with an "Information" notice (a FatalError that says so).
+
+Quotes: GLOBAL_QUOTE for stocks and ETFs, CURRENCY_EXCHANGE_RATE for forex and
+crypto, one symbol per request. GLOBAL_QUOTE has a trading day but no time,
+so its `as_of` is the time it was fetched.
+
+The free tier allows 25 requests a day and 5 a minute. Errors arrive inside a
+200: "Error Message" (unknown symbol, or a bad key), "Note" (call frequency),
+"Information" (daily limit, burst limit, bad key or a premium feature).
+Indices are not offered by this API.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
+                        RetryableError)
+from etl.models import Asset, Bar, Quote
+from etl.providers.base import Limits, Provider, QuoteBatch
+from etl.utils.fetch_utils import ProviderSession, describe_url, get_json
+from etl.utils.log_utils import REDACTED, redact
+from etl.validate import to_decimal
+
+log = logging.getLogger(__name__)
+
+NAME = "alphavantage"
+KEY_VARIABLE = "ALPHA_VANTAGE_API_KEY"
+CRYPTO_MARKET = "USD"
+COMPACT_DAYS = 140  # 100 trading days span about 145 calendar days; stay inside them
+
+SERIES_KEYS = {
+    "TIME_SERIES_DAILY": "Time Series (Daily)",
+    "FX_DAILY": "Time Series FX (Daily)",
+    "DIGITAL_CURRENCY_DAILY": "Time Series (Digital Currency Daily)",
+}
+# Field names as documented today, then the older crypto names ("1a. open (USD)") some accounts still get.
+FIELDS = {
+    "open": ("1. open", f"1a. open ({CRYPTO_MARKET})"),
+    "high": ("2. high", f"2a. high ({CRYPTO_MARKET})"),
+    "low": ("3. low", f"3a. low ({CRYPTO_MARKET})"),
+    "close": ("4. close", f"4a. close ({CRYPTO_MARKET})"),
+    "volume": ("5. volume",),
+}
+
+
+def scrub(text: str, api_key: str | None) -> str:
+    if api_key:
+        text = text.replace(api_key, REDACTED)
+    return redact(text)
+
+
+def fetch_query(session: ProviderSession, base_url: str, params: Mapping[str, str], api_key: str | None) -> Any:
+    """GET /query with `params` and the key; the key is taken out of any error."""
+    try:
+        return get_json(session, f"{base_url}/query", {**params, "apikey": api_key}, key_variable=KEY_VARIABLE)
+    except EtlError as exc:
+        raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
+
+
+def pair(symbol: str) -> tuple[str, str]:
+    base, _, quote = symbol.partition("/")
+    return base, quote
+
+
+def history_params(asset: Asset, symbol: str, start: date, today: date) -> dict[str, str]:
+    """The /query parameters for `asset`'s daily history from `start` on."""
+    size = "compact" if (today - start).days <= COMPACT_DAYS else "full"
+    if asset.asset_type == "FOREX":
+        from_symbol, to_symbol = pair(symbol)
+        return {"function": "FX_DAILY", "from_symbol": from_symbol, "to_symbol": to_symbol, "outputsize": size}
+    if asset.asset_type == "CRYPTO":
+        return {"function": "DIGITAL_CURRENCY_DAILY", "symbol": symbol, "market": CRYPTO_MARKET}
+    return {"function": "TIME_SERIES_DAILY", "symbol": symbol, "outputsize": size}
+
+
+def quote_params(asset: Asset, symbol: str) -> dict[str, str]:
+    if asset.asset_type == "FOREX":
+        from_currency, to_currency = pair(symbol)
+        return {"function": "CURRENCY_EXCHANGE_RATE", "from_currency": from_currency, "to_currency": to_currency}
+    if asset.asset_type == "CRYPTO":
+        return {"function": "CURRENCY_EXCHANGE_RATE", "from_currency": symbol, "to_currency": CRYPTO_MARKET}
+    return {"function": "GLOBAL_QUOTE", "symbol": symbol}
+
+
+def price_currency(asset: Asset, symbol: str) -> str | None:
+    if asset.asset_type == "FOREX":
+        return pair(symbol)[1].upper()
+    if asset.asset_type == "CRYPTO":
+        return CRYPTO_MARKET
+    return asset.currency
+
+
+def body_error(payload: Any, where: str, api_key: str | None = None) -> EtlError | None:
+    """The typed error an Alpha Vantage body reports instead of data, or None."""
+    if not isinstance(payload, dict):
+        return RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+    for field, classify in (("Error Message", _error_message), ("Note", _note), ("Information", _information)):
+        if field in payload:
+            message = scrub(str(payload[field]), api_key)
+            return classify(message, f"{NAME}: {where}")
+    return None
+
+
+def _is_key_problem(text: str) -> bool:
+    return "invalid or missing" in text or "invalid api key" in text
+
+
+def _error_message(message: str, prefix: str) -> EtlError:
+    if _is_key_problem(message.lower()):
+        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
+    return NotFoundError(f"{prefix} — unknown symbol; check it or set the asset's provider_symbol: {message}")
+
+
+def _note(message: str, prefix: str) -> EtlError:
+    return RateLimitedError(f"{prefix} — over the call frequency; try again in a minute: {message}")
+
+
+def _information(message: str, prefix: str) -> EtlError:
+    text = message.lower()
+    if _is_key_problem(text):
+        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
+    if any(word in text for word in ("spreading out", "per second", "per minute", "burst", "call frequency")):
+        return RateLimitedError(f"{prefix} — too many requests at once; try again in a minute: {message}")
+    if "per day" in text or "daily rate limit" in text or "daily limit" in text:
+        return QuotaExhaustedError(f"{prefix} — the free daily allowance is spent; Alpha Vantage answers again "
+                                   f"tomorrow, or use another provider: {message}")
+    if "premium" in text:
+        return FatalError(f"{prefix} — a premium feature; use another provider for this (or a premium key): "
+                          f"{message}")
+    return RetryableError(f"{prefix} — the API answered with a notice instead of data; try again later: {message}")
+
+
+def _field(values: Mapping[str, Any], name: str) -> Decimal | None:
+    for key in FIELDS[name]:
+        if key in values:
+            return to_decimal(values[key])
+    return None
+
+
+def parse_daily(payload: Mapping[str, Any], asset: Asset, function: str, currency: str | None) -> list[Bar]:
+    """Bars from a daily time series payload (keys are trading dates), as given."""
+    series = payload.get(SERIES_KEYS[function]) or {}
+    bars = []
+    for day_text, values in series.items():
+        try:
+            day = date.fromisoformat(day_text[:10])
+        except ValueError:
+            log.warning("alphavantage: %s: skipping a row with an unreadable date %r", asset.spec, day_text)
+            continue
+        values = values if isinstance(values, dict) else {}
+        bars.append(Bar(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=_field(values, "close"),
+                        open=_field(values, "open"), high=_field(values, "high"), low=_field(values, "low"),
+                        volume=_field(values, "volume"), currency=currency, source=NAME))
+    return sorted(bars, key=lambda bar: bar.date)
+
+
+def parse_global_quote(payload: Mapping[str, Any], asset: Asset, currency: str | None, fetched_at: datetime,
+                       where: str) -> Quote:
+    """A stock quote from GLOBAL_QUOTE; an empty "Global Quote" means an unknown symbol."""
+    values = payload.get("Global Quote") or {}
+    if not values:
+        raise NotFoundError(f"{NAME}: {where} — empty quote: unknown symbol; check it or set the asset's "
+                            "provider_symbol")
+    try:
+        day = date.fromisoformat(str(values.get("07. latest trading day")))
+    except ValueError:
+        day = fetched_at.date()
+    percent = str(values.get("10. change percent") or "").strip().rstrip("%")
+    return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=to_decimal(values.get("05. price")),
+                 as_of=fetched_at, source=NAME, change=to_decimal(values.get("09. change")),
+                 percent_change=to_decimal(percent), open=to_decimal(values.get("02. open")),
+                 high=to_decimal(values.get("03. high")), low=to_decimal(values.get("04. low")),
+                 volume=to_decimal(values.get("06. volume")), currency=currency)
+
+
+def parse_exchange_rate(payload: Mapping[str, Any], asset: Asset, currency: str | None, fetched_at: datetime,
+                        where: str) -> Quote:
+    """A forex or crypto quote from CURRENCY_EXCHANGE_RATE, stamped with its "Last Refreshed" time."""
+    values = payload.get("Realtime Currency Exchange Rate") or {}
+    if not values:
+        raise NotFoundError(f"{NAME}: {where} — no exchange rate: unknown currency; check the symbol")
+    as_of = _refreshed_at(values.get("6. Last Refreshed"), values.get("7. Time Zone")) or fetched_at
+    return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=as_of.astimezone(timezone.utc).date(),
+                 price=to_decimal(values.get("5. Exchange Rate")), as_of=as_of, source=NAME,
+                 currency=str(values.get("3. To_Currency Code") or currency or "").upper() or None)
+
+
+def _refreshed_at(text: Any, zone_name: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    try:
+        zone = ZoneInfo(str(zone_name)) if zone_name else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.utc
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+
+
+class AlphaVantage(Provider):
+    name = NAME
+    asset_types = frozenset({"STOCK", "ETF", "FOREX", "CRYPTO"})
+    limits = Limits(per_minute=5, per_day=25, max_batch=1)
+    needs_key = True
+    key_variable = KEY_VARIABLE
+
+    def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
+        super().__init__(session, base_url, api_key)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def _query(self, params: Mapping[str, str]) -> Any:
+        where = describe_url(f"{self.base_url}/query", params)
+        payload = fetch_query(self.session, self.base_url, params, self.api_key)
+        error = body_error(payload, where, self.api_key)
+        if error:
+            raise error
+        return payload
+
+    def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        symbol = self.provider_symbol(asset)
+        params = history_params(asset, symbol, start, self.clock().date())
+        payload = self._query(params)
+        return parse_daily(payload, asset, params["function"], price_currency(asset, symbol))
+
+    def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
+        batch = QuoteBatch()
+        for asset in assets:
+            symbol = self.provider_symbol(asset)
+            params = quote_params(asset, symbol)
+            where = describe_url(f"{self.base_url}/query", params)
+            try:
+                payload = self._query(params)
+                parse = parse_global_quote if params["function"] == "GLOBAL_QUOTE" else parse_exchange_rate
+                batch.quotes.append(parse(payload, asset, price_currency(asset, symbol), self.clock(), where))
+            except (FatalError, QuotaExhaustedError):
+                raise
+            except (NotFoundError, RetryableError) as exc:
+                batch.failures[asset] = exc
+        return batch
+
+
+PROVIDER = AlphaVantage
