@@ -113,6 +113,21 @@ def test_a_failing_server_is_retried_then_retryable(fake_api):
     assert len(fake_api.requests) == 2
 
 
+def test_a_429_with_retry_after_is_waited_out_and_then_succeeds(frankfurter, fake_api):
+    answers = iter([Response(status=429, body={"message": "too many requests"}, headers={"Retry-After": "0"})])
+    series = fixture_text("frankfurter/timeseries_EUR_USD.json")
+    fake_api.route("/2024-01-02..2024-01-05", lambda request: next(answers, Response(body=series)))
+    assert len(frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))) == 4
+    assert len(fake_api.requests) == 2
+
+
+def test_an_html_page_instead_of_json_is_retryable(frankfurter, fake_api):
+    fake_api.route("/2024-01-02..2024-01-05", Response(body="<html><body>Service Unavailable</body></html>",
+                                                       content_type="text/html"))
+    with pytest.raises(RetryableError, match="unreadable JSON"):
+        frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))
+
+
 def test_truncated_json_is_retryable(frankfurter, fake_api):
     text = fixture_text("frankfurter/timeseries_EUR_USD.json")
     fake_api.route("/2024-01-02..2024-01-05", text[:-40])

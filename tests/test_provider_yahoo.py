@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from etl.config import Settings
-from etl.errors import FatalError, NotFoundError, RetryableError
+from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
 from etl.models import Asset
 from etl.providers import make_provider
 from etl.providers.yahoo import chart_path, from_yahoo_symbol, parse_history, to_yahoo_symbol
@@ -228,6 +228,23 @@ def test_a_429_with_retry_after_is_waited_out_and_then_succeeds(yahoo, fake_api)
     assert len(fake_api.requests_to("/v8/finance/chart/AAPL")) == 2
 
 
+def test_a_429_that_never_ends_is_rate_limited(fake_api):
+    yahoo = provider_for(fake_api, ETL_HTTP_RETRIES="1")
+    fake_api.route("/v8/finance/chart/AAPL", Response(status=429, body="Too Many Requests",
+                                                      headers={"Retry-After": "0"}, content_type="text/plain"))
+    with pytest.raises(RateLimitedError):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert len(fake_api.requests_to("/v8/finance/chart/AAPL")) == 2
+
+
+def test_another_chart_error_inside_a_200_is_retryable_not_not_found(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", {"chart": {"result": None, "error": {
+        "code": "Internal Server Error", "description": "Timeout while fetching data"}}})
+    with pytest.raises(RetryableError, match="Timeout while fetching data") as raised:
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert not isinstance(raised.value, NotFoundError)
+
+
 @pytest.mark.parametrize("status", [200, 503])
 def test_an_html_error_page_is_retryable(fake_api, status):
     yahoo = provider_for(fake_api, ETL_HTTP_RETRIES="1")
@@ -302,6 +319,21 @@ def test_an_index_quote_has_its_name_and_tokyo_date(yahoo, fake_api):
     serve_spark(fake_api)
     nikkei = yahoo.quotes([N225]).quotes[0]
     assert (nikkei.name, nikkei.date, nikkei.currency) == ("Nikkei 225", date(2024, 1, 10), "JPY")
+
+
+def test_crypto_and_forex_quotes_carry_their_own_trading_dates(yahoo, fake_api):
+    serve_spark(fake_api)
+    by_symbol = {q.symbol: q for q in yahoo.quotes([BTC, EURUSD]).quotes}
+    assert by_symbol["BTC"].date == date(2024, 1, 5)          # 00:00 UTC
+    assert by_symbol["EUR/USD"].date == date(2024, 6, 7)      # 22:00 UTC is 23:00 in London
+    assert by_symbol["EUR/USD"].price == Decimal("1.08")
+
+
+def test_yahoo_covers_every_market_asset_type_but_cash(yahoo):
+    for asset_type in ("STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"):
+        assert yahoo.supports(Asset("X", asset_type))
+    assert not yahoo.supports(Asset("USD", "CASH"))
+    assert yahoo.needs_key is False
 
 
 def test_a_symbol_missing_from_the_answer_fails_alone(yahoo, fake_api):

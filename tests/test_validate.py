@@ -117,16 +117,15 @@ def test_a_bad_bar_is_dropped_and_counted_by_reason(bad_bar, reason):
 
 
 def test_a_close_just_outside_the_range_by_rounding_is_kept():
-    high = Decimal("101")
-    inside_tolerance = high * (1 + CLOSE_TOLERANCE)
-    result = validate_bars([bar(3, str(inside_tolerance))], START, END, TODAY)
-    assert kept_days(result) == [3]
+    result = validate_bars([bar(3, "101.4"), bar(4, "97.7")], START, END, TODAY)   # 0.4 % / 0.3 % out
+    assert kept_days(result) == [3, 4]
 
 
-def test_a_close_just_beyond_the_tolerance_is_dropped():
-    beyond = Decimal("101") * (1 + CLOSE_TOLERANCE) + Decimal("0.0001")
-    result = validate_bars([bar(3, str(beyond))], START, END, TODAY)
-    assert only_reason(result) == "close outside low-high"
+def test_a_close_beyond_the_half_percent_tolerance_is_dropped():
+    assert CLOSE_TOLERANCE == Decimal("0.005")
+    result = validate_bars([bar(3, "101.6"), bar(4, "97.4")], START, END, TODAY)    # 0.6 % / 0.6 % out
+    assert kept_days(result) == []
+    assert result.reasons == {"close outside low-high": 2}
 
 
 def test_bars_without_open_high_low_are_judged_on_the_close_alone():
