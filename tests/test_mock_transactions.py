@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
+from datetime import date
+from decimal import Decimal
 
 import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etl.mock.generator import Plan, fixed, generate_rows, month_starts, new_account_ids
+from etl.mock.prices import PriceBook, carried_forward, synthetic_price
+from etl.models import Asset
 from etl.utils.db_utils import migrate
 from support.db import row_count, rows, scalar
 from support.events import read_events
@@ -305,3 +311,41 @@ def test_event_params_are_plain_json(market):
     assert generate("--accounts", "1", "--months", "1", "--per-month", "2", "--seed", "5") == 0
     [event] = outbox_events(market)
     assert json.loads(json.dumps(event["params"]))["per_month"] == 2
+
+
+# --- the pure pieces ---------------------------------------------------------------------
+
+def test_fixed_writes_integer_steps_as_decimal_text():
+    assert [fixed(12345, 2), fixed(5, 2), fixed(1, 8), fixed(7, 0)] == ["123.45", "0.05", "0.00000001", "7"]
+
+
+def test_month_starts_cover_the_partial_first_and_last_months():
+    assert month_starts(date(2024, 11, 15), date(2025, 2, 3)) == [
+        date(2024, 11, 1), date(2024, 12, 1), date(2025, 1, 1), date(2025, 2, 1)]
+
+
+def test_prices_carry_forward_from_the_nearest_earlier_trading_day():
+    friday, monday = date(2024, 3, 1), date(2024, 3, 4)
+    book = carried_forward({friday: Decimal("10.5"), monday: Decimal("11")}, date(2024, 2, 29), 6)
+    assert book == [None, Decimal("10.5"), Decimal("10.5"), Decimal("10.5"), Decimal("11"), Decimal("11")]
+
+
+def test_a_synthetic_price_depends_only_on_the_seed_and_the_asset():
+    btc = Asset("BTC", "CRYPTO")
+    assert synthetic_price(btc, 1) == synthetic_price(btc, 1) > 0
+    assert synthetic_price(btc, 1) != synthetic_price(btc, 2)
+    assert synthetic_price(btc, 1).as_tuple().exponent == -2
+
+
+def test_the_generator_is_a_function_of_its_seed():
+    first_day, last_day = date(2024, 1, 1), date(2024, 6, 15)
+    assets = (Asset("AAPL", "STOCK"), Asset("BTC", "CRYPTO"))
+    prices = PriceBook(first_day, {a: [Decimal("101.37")] * 167 for a in assets}, frozenset())
+
+    def generated(seed: int) -> list[tuple]:
+        rng = random.Random(seed)
+        plan = Plan(tuple(new_account_ids(rng, 2)), first_day, last_day, 10, "USD", 100_000, assets)
+        return list(generate_rows(rng, plan, prices))
+
+    assert generated(3) == generated(3) != generated(4)
+    assert len(generated(3)) == 2 * (1 + 6 * 10)

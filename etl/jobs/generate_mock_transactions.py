@@ -18,20 +18,19 @@ Units: the currency code for cash (2 decimals), SHARES for stocks and ETFs
 
 from __future__ import annotations
 
+import argparse
+import logging
+import random
+import re
 import sys
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from uuid import UUID
 
 if __package__ in (None, ""):  # run by path: python etl/jobs/generate_mock_transactions.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import date  # noqa: E402
-from decimal import Decimal, InvalidOperation  # noqa: E402
-from uuid import UUID  # noqa: E402
 
 from etl import assets as asset_sql  # noqa: E402
 from etl.cli import asset_list, job_parser, run_cli  # noqa: E402
@@ -39,7 +38,7 @@ from etl.config import Settings  # noqa: E402
 from etl.errors import UsageError  # noqa: E402
 from etl.holdings import apply_transactions  # noqa: E402
 from etl.holdings_cli import uuid_argument  # noqa: E402
-from etl.mock.generator import Plan, generate_rows, month_starts, new_account_ids  # noqa: E402
+from etl.mock.generator import Plan, generate_rows, new_account_ids  # noqa: E402
 from etl.mock.load import copy_transactions  # noqa: E402
 from etl.mock.prices import load_price_book  # noqa: E402
 from etl.models import Asset  # noqa: E402
@@ -134,7 +133,7 @@ def generate(conn, args) -> Outcome:
         accounts = tuple(dict.fromkeys([*args.account_id, *new_account_ids(rng, args.accounts or 0)]))
         cur.execute("INSERT INTO accounts (account_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
                     ([str(a) for a in accounts],))
-        first_day = month_starts(_months_back(today, args.months - 1), today)[0]
+        first_day = _months_back(today, args.months - 1)
         plan = Plan(accounts=accounts, first_day=first_day, last_day=today, per_month=args.per_month,
                     currency=args.currency, start_balance_cents=int(args.start_balance.scaleb(2)),
                     assets=tuple(assets), mode=_mode(args))
@@ -180,6 +179,7 @@ def _mode(args) -> str:
 
 
 def _months_back(today: date, months: int) -> date:
+    """The first day of the month `months` months before today's."""
     index = today.year * 12 + today.month - 1 - months
     return date(index // 12, index % 12 + 1, 1)
 
