@@ -24,7 +24,6 @@ import logging
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
                         RetryableError)
@@ -94,14 +93,6 @@ def scrub(text: str, api_key: str | None) -> str:
     if api_key:
         text = text.replace(api_key, REDACTED)
     return redact(text)
-
-
-def exchange_zone(name: Any) -> timezone | ZoneInfo:
-    try:
-        return ZoneInfo(str(name)) if name else timezone.utc
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("twelvedata: unknown exchange time zone %r, using UTC", name)
-        return timezone.utc
 
 
 def quote_currency(asset: Asset, provider_symbol: str, given: Any) -> str | None:
@@ -209,6 +200,8 @@ class TwelveData(Provider):
                 raise error
             batch.failures.update((asset, error) for asset in by_symbol.values())
             return batch
+        if not isinstance(payload, dict):
+            raise RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
         objects = quote_objects(payload, symbols)
         for symbol, asset in by_symbol.items():
             found = objects.get(symbol)
