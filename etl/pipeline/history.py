@@ -10,6 +10,7 @@ written, so progress survives a crash; the last asset's writes are left for
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -122,13 +123,20 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
 
 def _fetch_all(chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date, threads: int):
     """Yield each asset's Fetched as soon as it is ready; a FatalError stops everything."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(plans))), thread_name_prefix="fetch")
+    workers = max(1, min(threads, len(plans)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    waiting = iter(plans)
     try:
-        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today) for plan in plans}
+        # At most two assets per worker in flight, so fetched rows never pile up in memory
+        # when loading is slower than fetching.
+        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today)
+                                for plan in itertools.islice(waiting, 2 * workers)}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+                for plan in itertools.islice(waiting, 1):
+                    running.add(pool.submit(fetch_asset, chain, plan, today=today))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

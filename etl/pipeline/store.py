@@ -33,7 +33,7 @@ def covered_spans(conn, assets: Sequence[Asset], start: date, end: date) -> dict
                 SELECT m.symbol, m.asset_type, m.date AS day
                   FROM market_data m JOIN wanted USING (symbol, asset_type)
                  WHERE m.date BETWEEN %(start)s AND %(end)s
-                UNION
+                UNION ALL
                 SELECT l.symbol, l.asset_type, e.day
                   FROM market_data_fetch_ledger l JOIN wanted USING (symbol, asset_type)
                  CROSS JOIN LATERAL unnest(l.empty_days) AS e(day)
@@ -42,7 +42,7 @@ def covered_spans(conn, assets: Sequence[Asset], start: date, end: date) -> dict
             )
             SELECT symbol, asset_type, min(day), max(day)
               FROM (SELECT symbol, asset_type, day,
-                           day - (row_number() OVER (PARTITION BY symbol, asset_type ORDER BY day))::int AS island
+                           day - (dense_rank() OVER (PARTITION BY symbol, asset_type ORDER BY day))::int AS island
                       FROM covered) numbered
              GROUP BY symbol, asset_type, island""",
                     {"symbols": _keys(assets)[0], "types": _keys(assets)[1], "start": start, "end": end})
