@@ -40,6 +40,11 @@ def test_the_provider_option_replaces_the_configured_chain():
     assert chain_for(Asset("EUR/USD", "FOREX"), "frankfurter", FOREX_PROVIDERS="yahoo") == ["frankfurter"]
 
 
+def test_the_provider_option_wins_over_the_assets_own_provider():
+    asset = Asset("EUR/USD", "FOREX", provider="frankfurter")
+    assert chain_for(asset, "yahoo", FOREX_PROVIDERS="frankfurter") == ["yahoo"]
+
+
 def ecb_days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1) if (first + timedelta(days=i)).weekday() < 5]
 

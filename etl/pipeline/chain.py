@@ -1,7 +1,8 @@
 """The provider chain: which providers to ask for an asset, in order, and the fallback.
 
-Order for an asset: its own `asset.provider` (when set), then `--provider` when
-given, else the configured chain of its type (`*_PROVIDERS`). Providers that do
+Order for an asset: `--provider` alone when given (the user asked for it by
+name); otherwise the asset's own `asset.provider` (when set), then the
+configured chain of its type (`*_PROVIDERS`). Providers that do
 not cover the type are skipped. A retryable or not-found error moves on to the
 next provider; a fatal one stops the job. A provider whose daily quota is spent
 is not asked again in this run, and what only it could give is *deferred*.
@@ -31,8 +32,10 @@ class DeferredError(RetryableError):
 
 def candidates(asset: Asset, settings: Settings, override: str | None) -> list[str]:
     """Provider names to try for `asset`, in order, keeping only those that cover its type."""
-    names = [asset.provider] if asset.provider else []
-    names += [override] if override else list(settings.provider_chain(asset.asset_type))
+    if override:
+        names = [override]
+    else:
+        names = ([asset.provider] if asset.provider else []) + list(settings.provider_chain(asset.asset_type))
     return [name for name in dict.fromkeys(names) if asset.asset_type in provider_type_set(name)]
 
 
