@@ -71,6 +71,7 @@ class Settings:
     kafka_topic_prefix: str = ""
     provider_chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    rate_limits: Mapping[str, int] = field(default_factory=dict)   # requests a minute, overriding the declared
     base_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BASE_URLS))
     history_start: date | None = None
     lookback_days: int = 3
@@ -113,6 +114,7 @@ class Settings:
             name: _url(var, get(var) or DEFAULT_BASE_URLS[name]) for name, var in BASE_URL_VARIABLES.items()
         }
         api_keys = {name: get(var) for name, var in API_KEY_VARIABLES.items() if get(var)}
+        rate_limits = _rate_limits("PROVIDER_RATE_LIMITS", get("PROVIDER_RATE_LIMITS"))
 
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
@@ -141,6 +143,7 @@ class Settings:
             kafka_topic_prefix=get("KAFKA_TOPIC_PREFIX") or "",
             provider_chains=chains,
             api_keys=api_keys,
+            rate_limits=rate_limits,
             base_urls=base_urls,
             history_start=_date("ETL_HISTORY_START", get("ETL_HISTORY_START")),
             lookback_days=_int("ETL_LOOKBACK_DAYS", get("ETL_LOOKBACK_DAYS"), 3, minimum=0, maximum=366),
@@ -163,6 +166,10 @@ class Settings:
 
     def api_key(self, provider: str) -> str | None:
         return self.api_keys.get(provider)
+
+    def rate_limit(self, provider: str, declared: int | None) -> int | None:
+        """Requests a minute for `provider`: PROVIDER_RATE_LIMITS when it names it, else `declared`."""
+        return self.rate_limits.get(provider, declared)
 
     def base_url(self, provider: str) -> str:
         return self.base_urls[provider]
@@ -203,6 +210,23 @@ def _provider_list(variable: str, value: str) -> tuple[str, ...]:
         if name not in PROVIDER_NAMES:
             raise ConfigError(f"{variable}: unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
     return names
+
+
+def _rate_limits(variable: str, value: str | None) -> dict[str, int]:
+    """`yahoo=1200,coingecko=30`: requests a minute per provider."""
+    limits: dict[str, int] = {}
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        name, sep, number = (part.strip() for part in entry.partition("="))
+        name = name.lower()
+        if not sep or name not in PROVIDER_NAMES:
+            raise ConfigError(f"{variable} must be provider=requests_per_minute[,…] with providers from "
+                              f"{', '.join(PROVIDER_NAMES)}, like yahoo=1200, got {entry.strip()!r}")
+        if name in limits:
+            raise ConfigError(f"{variable} names {name} twice; keep one {name}=… entry")
+        limits[name] = _int(f"{variable} ({name})", number, 0, minimum=1, maximum=1_000_000)
+    return limits
 
 
 def _url(variable: str, value: str) -> str:

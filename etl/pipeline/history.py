@@ -39,6 +39,7 @@ class AssetPlan:
     asset: Asset
     provider: str | None        # first provider of the chain (for --plan and request budgets)
     spans: list[Span]
+    per_minute: int | None = None  # the first provider's request rate (PROVIDER_RATE_LIMITS or declared)
 
 
 @dataclass
@@ -58,10 +59,12 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
     for asset in assets:
         names = chain.candidates(asset)
         first = names[0] if names else None
-        deepest = provider_limits(first).max_history_days if first else None
+        limits = provider_limits(first) if first else None
+        deepest = limits.max_history_days if limits else None
+        per_minute = chain.settings.rate_limit(first, limits.per_minute) if limits else None
         spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
-        plans.append(AssetPlan(asset, first, spans))
+        plans.append(AssetPlan(asset, first, spans, per_minute))
     return plans
 
 
@@ -69,6 +72,7 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
     """The lines --plan prints: each request, then the totals against each provider's limits."""
     lines = []
     requests: Counter = Counter()
+    per_minute: dict[str, int | None] = {}
     for plan in plans:
         if not plan.spans:
             lines.append(f"{plan.asset.spec}: up to date")
@@ -76,7 +80,8 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
             lines.append(f"{plan.asset.spec}: {plan.provider or 'no provider'} {span} ({span.days} days)")
             if plan.provider:
                 requests[plan.provider] += 1
-    limits = {name: (provider_limits(name).per_minute, provider_limits(name).per_day) for name in requests}
+                per_minute[plan.provider] = plan.per_minute
+    limits = {name: (per_minute[name], provider_limits(name).per_day) for name in requests}
     lines += [budget.describe() for budget in budgets(dict(requests), limits)]
     lines.append(f"total: {sum(requests.values())} request(s) for {len(plans)} asset(s)")
     return lines

@@ -18,12 +18,17 @@ def provider_class(name: str) -> type[Provider]:
 
 
 def make_provider(name: str, settings: Settings) -> Provider:
-    """A ready provider: its own rate-limited session, base URL and key from the settings."""
+    """A ready provider: its own rate-limited session, base URL and key from the settings.
+
+    The session spaces requests at the provider's declared `limits.per_minute`
+    unless PROVIDER_RATE_LIMITS sets another rate for it (a paid plan, a proxy).
+    """
     cls = provider_class(name)
     key = settings.api_key(name)
     if cls.needs_key and not key:
         raise MissingKeyError(f"{name}: {API_KEY_VARIABLES[name]} is not set — set it in the environment or "
                               f".env, or take {name} out of the provider chain")
-    session = make_session(name, timeout=settings.http_timeout, per_minute=cls.limits.per_minute,
+    per_minute = settings.rate_limit(name, cls.limits.per_minute)
+    session = make_session(name, timeout=settings.http_timeout, per_minute=per_minute,
                            retries=settings.http_retries, backoff=settings.http_backoff)
     return cls(session, settings.base_url(name), key)
