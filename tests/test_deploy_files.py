@@ -1,0 +1,136 @@
+"""The deployment files pass their linters, and every crontab command runs against the test services."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from support.db import row_count
+from support.runner import REPO, run_etl, run_etl_process
+from support.yahoo_server import YahooServer
+
+SHELL_SCRIPTS = sorted([*REPO.glob("docker/*.sh"), *REPO.glob("scripts/*.sh"), REPO / ".ci" / "run"])
+
+
+def tool(name: str) -> str:
+    """A linter from the test virtualenv (PyPI) or the system (Debian)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is not installed: .ci/run installs it (see requirements-dev.txt and its apt-get line)"
+    return found
+
+
+def check(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def crontab_module():
+    spec = importlib.util.spec_from_file_location("crontab_to_yacron", REPO / "docker" / "crontab_to_yacron.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- linters ---------------------------------------------------------------------------------
+
+def test_the_dockerfile_passes_hadolint_at_warning_level():
+    result = check(tool("hadolint"), "--failure-threshold", "warning", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shell_script_passes_shellcheck(script):
+    result = check(tool("shellcheck"), str(script))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_file_is_valid():
+    result = check(tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cron_accepts_the_crontab():
+    result = check(tool("crontab"), "-n", "crontab")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- crontab → scheduler configuration (pure) ----------------------------------------------------
+
+def test_each_crontab_line_becomes_one_scheduled_job_in_utc():
+    environment, entries = crontab_module().parse((REPO / "crontab").read_text())
+    assert environment == {}
+    assert entries == [
+        ("*/5 13-21 * * 1-5", "etl-cron fetch_market_data"),
+        ("2-59/5 0-21 * * 1-5", "etl-cron fetch_market_index_data"),
+        ("30 2 * * *", "etl-cron fetch_historical_market_data"),
+        ("*/10 * * * *", "etl-cron outbox flush"),
+    ]
+    config = crontab_module().to_yacron((REPO / "crontab").read_text())
+    assert "  utc: true" in config and "  concurrencyPolicy: Forbid" in config
+    assert "    command: 'etl-cron outbox flush'" in config
+
+
+def test_environment_lines_macros_and_quotes_survive_the_conversion():
+    text = "# comment\nGREETING = it's me\n@daily etl-cron runs --limit 1\n* * * * * echo 'a' \"b\"\n"
+    config = crontab_module().to_yacron(text)
+    assert "    - key: GREETING\n      value: 'it''s me'" in config
+    assert "  - name: 'runs'\n    command: 'etl-cron runs --limit 1'\n    schedule: '0 0 * * *'" in config
+    assert "    command: 'echo ''a'' \"b\"'" in config
+
+
+def test_a_line_without_five_schedule_fields_is_refused_with_its_number():
+    with pytest.raises(ValueError, match="line 2"):
+        crontab_module().parse("# ok\n*/5 * * etl-cron runs\n")
+
+
+# --- the crontab's commands, run as the scheduler would --------------------------------------
+
+@pytest.fixture
+def cron_path(tmp_path) -> str:
+    """PATH where `etl` is this checkout and `etl-cron` is docker/etl-cron.sh, as in the image."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "etl").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m etl "$@"\n')
+    (bin_dir / "etl-cron").symlink_to(REPO / "docker" / "etl-cron.sh")
+    (bin_dir / "etl").chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def run_cron_command(command: str, env: dict[str, str], path: str, state_dir: Path) -> subprocess.CompletedProcess:
+    return run_etl_process(["/bin/sh", "-c", command], dict(env, PATH=path, ETL_STATE_DIR=str(state_dir)))
+
+
+def test_every_crontab_command_runs_successfully_against_the_test_services(
+        with_kafka, etl_env, db, fake_api, cron_path, tmp_path, monkeypatch):
+    YahooServer(fake_api)
+    etl_env.update(YAHOO_BASE_URL=fake_api.base_url, MARKET_INDEX_SYMBOLS="^GSPC,^DJI",
+                   ETL_HISTORY_START=(date.today() - timedelta(days=20)).isoformat())
+    for name in ("YAHOO_BASE_URL", "MARKET_INDEX_SYMBOLS", "ETL_HISTORY_START"):
+        monkeypatch.setenv(name, etl_env[name])
+    assert run_etl("assets", "add", "AAPL:STOCK", "BTC:CRYPTO") == 0
+
+    _, entries = crontab_module().parse((REPO / "crontab").read_text())
+    for _, command in entries:
+        result = run_cron_command(command, etl_env, cron_path, tmp_path / "state")
+        assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stderr[-2000:]}"
+    assert row_count(db, "etl_job_runs", "status = 'success'") == 3
+    assert row_count(db, "market_data") > 0
+    assert row_count(db, "etl_outbox", "published_at IS NULL") == 0
+    assert (tmp_path / "state" / "last-scheduled-run").exists()
+
+
+def test_an_overlapping_scheduled_run_is_skipped_without_alarm(etl_env, db, cron_path, tmp_path, schema):
+    with db.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{schema}:fetch_market_data",))
+    try:
+        result = run_cron_command("etl-cron fetch_market_data", etl_env, cron_path, tmp_path / "state")
+    finally:
+        with db.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{schema}:fetch_market_data",))
+    assert result.returncode == 0
+    assert "skipped: the previous run is still going (exit 75, not an error)" in result.stdout
