@@ -23,28 +23,36 @@ def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
 
 
 def covered_spans(conn, assets: Sequence[Asset], start: date, end: date) -> dict[tuple[str, str], list[Span]]:
-    """Per asset, the days of [start, end] already stored or known empty, as contiguous spans."""
+    """Per asset, the days of [start, end] already stored or known empty, as contiguous spans.
+
+    The islands are numbered per asset (a LATERAL subquery over its own primary
+    key range), so each sort is one asset's few thousand days in memory rather
+    than one sort of every stored row of every asset spilling to disk.
+    """
     if not assets:
         return {}
     with conn.cursor() as cur:
         cur.execute("""
-            WITH wanted (symbol, asset_type) AS (SELECT * FROM unnest(%(symbols)s::text[], %(types)s::text[])),
-            covered AS (
-                SELECT m.symbol, m.asset_type, m.date AS day
-                  FROM market_data m JOIN wanted USING (symbol, asset_type)
-                 WHERE m.date BETWEEN %(start)s AND %(end)s
-                UNION ALL
-                SELECT l.symbol, l.asset_type, e.day
-                  FROM market_data_fetch_ledger l JOIN wanted USING (symbol, asset_type)
-                 CROSS JOIN LATERAL unnest(l.empty_days) AS e(day)
-                 WHERE l.range_end >= %(start)s AND l.range_start <= %(end)s
-                   AND e.day BETWEEN %(start)s AND %(end)s
-            )
-            SELECT symbol, asset_type, min(day), max(day)
-              FROM (SELECT symbol, asset_type, day,
-                           day - (dense_rank() OVER (PARTITION BY symbol, asset_type ORDER BY day))::int AS island
-                      FROM covered) numbered
-             GROUP BY symbol, asset_type, island""",
+            WITH wanted (symbol, asset_type) AS (
+                SELECT DISTINCT * FROM unnest(%(symbols)s::text[], %(types)s::text[]))
+            SELECT w.symbol, w.asset_type, islands.first, islands.last
+              FROM wanted w
+             CROSS JOIN LATERAL (
+                   SELECT min(day) AS first, max(day) AS last
+                     FROM (SELECT day, day - (dense_rank() OVER (ORDER BY day))::int AS island
+                             FROM (SELECT m.date AS day
+                                     FROM market_data m
+                                    WHERE m.symbol = w.symbol AND m.asset_type = w.asset_type
+                                      AND m.date BETWEEN %(start)s AND %(end)s
+                                   UNION ALL
+                                   SELECT e.day
+                                     FROM market_data_fetch_ledger l
+                                    CROSS JOIN LATERAL unnest(l.empty_days) AS e(day)
+                                    WHERE l.symbol = w.symbol AND l.asset_type = w.asset_type
+                                      AND l.range_end >= %(start)s AND l.range_start <= %(end)s
+                                      AND e.day BETWEEN %(start)s AND %(end)s) covered) numbered
+                    GROUP BY island) islands
+             ORDER BY w.symbol, w.asset_type, islands.first""",
                     {"symbols": _keys(assets)[0], "types": _keys(assets)[1], "start": start, "end": end})
         spans: dict[tuple[str, str], list[Span]] = {}
         for symbol, asset_type, first, last in cur.fetchall():
