@@ -43,7 +43,8 @@ def asset_list(text: str) -> list[Asset]:
 
 
 def job_parser(prog: str, doc: str | None, *, date_range: bool = True, symbols: bool = True,
-               provider: bool = True) -> argparse.ArgumentParser:
+               provider: bool = True,
+               dry_run_help: str = "fetch and validate, write nothing") -> argparse.ArgumentParser:
     """A parser with the common options of DESIGN.md; the job's docstring is its description."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +58,7 @@ def job_parser(prog: str, doc: str | None, *, date_range: bool = True, symbols: 
     if provider:
         parser.add_argument("--provider", choices=PROVIDER_NAMES,
                             help="use only this provider instead of the configured chain")
-    parser.add_argument("--dry-run", action="store_true", help="fetch and validate, write nothing")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run_help)
     return parser
 
 

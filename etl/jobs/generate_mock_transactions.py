@@ -59,7 +59,8 @@ class Outcome:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser(JOB, __doc__, date_range=False, symbols=False, provider=False)
+    parser = job_parser(JOB, __doc__, date_range=False, symbols=False, provider=False,
+                        dry_run_help="generate and check everything, then roll it back: write nothing")
     parser.add_argument("--symbols", type=asset_list, action="append", metavar="A:TYPE,B:TYPE",
                         help="assets to trade, of type STOCK, ETF or CRYPTO, e.g. AAPL:STOCK,BTC:CRYPTO "
                              "(default: the active STOCK, ETF and CRYPTO assets)")

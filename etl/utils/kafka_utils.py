@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any, Callable
 
+from kafka.serializer import Serializer
 from psycopg2.extras import Json
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,18 @@ def enqueue_event(cur, topic: str, key: str, payload: dict | Callable[[str], dic
     return event_id
 
 
+class Utf8Serializer(Serializer):
+    def serialize(self, topic, headers, data):
+        return None if data is None else data.encode("utf-8")
+
+
+class JsonSerializer(Serializer):
+    """UTF-8 JSON, compact; Decimals and dates as strings."""
+
+    def serialize(self, topic, headers, data):
+        return json.dumps(data, default=str, separators=(",", ":")).encode("utf-8")
+
+
 def make_producer(bootstrap_servers: tuple[str, ...] | list[str], timeout_ms: int = PRODUCER_TIMEOUT_MS):
     from kafka import KafkaProducer
 
@@ -47,8 +60,8 @@ def make_producer(bootstrap_servers: tuple[str, ...] | list[str], timeout_ms: in
         request_timeout_ms=timeout_ms,
         delivery_timeout_ms=timeout_ms * 2,
         retries=2,
-        key_serializer=lambda k: k.encode("utf-8"),
-        value_serializer=lambda v: json.dumps(v, default=str, separators=(",", ":")).encode("utf-8"),
+        key_serializer=Utf8Serializer(),
+        value_serializer=JsonSerializer(),
     )
 
 
