@@ -14,9 +14,10 @@ allows 20 requests a second (429 with Retry-After above it). Reported:
 The job runs as `python -m etl fetch_historical_market_data` in a child process,
 exactly as a user would start it, so its peak memory is its own and not this
 script's. Yahoo's provider declares a polite 60 requests a minute; the job is
-given PROVIDER_RATE_LIMITS=yahoo=1200 (the server's 20 a second), the setting a
-user with a faster allowance would use, so the benchmark measures the pipeline,
-not our own politeness. Uses its own fresh database (TEST_DATABASE_URL /
+given PROVIDER_RATE_LIMITS=yahoo=1140 (5 % under the server's 20 a second: at
+exactly the limit, scheduling jitter alone draws 429s), the setting a user with
+a faster allowance would use, so the benchmark measures the pipeline, not our
+own politeness. The floor still counts the server's full 20 a second. Uses its own fresh database (TEST_DATABASE_URL /
 DATABASE_URL, else 127.0.0.1:5432), dropped at the end. The last line is the
 headline ratio.
 
@@ -48,6 +49,7 @@ import psycopg2  # noqa: E402
 
 LATENCY = 0.050
 RATE = 20
+CLIENT_RATE_PER_MINUTE = RATE * 60 * 95 // 100  # 5 % under the server's limit, as a user would set it
 END = date(2024, 12, 31)
 
 
@@ -150,7 +152,7 @@ def run_job(argv: list[str], env: dict[str, str]) -> tuple[int, float, float]:
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.monotonic() - started
         child.returncode = code = os.waitstatus_to_exitcode(status)
-        if code not in (0, 3):
+        if code != 0:
             output.seek(0)
             sys.stderr.write(output.read().decode(errors="replace")[-4000:])
     return code, seconds, usage.ru_maxrss / 1024
@@ -183,8 +185,8 @@ def serial_baseline(url: str, base_url: str, symbols: list[str], start: date) ->
     from etl.models import Asset
     from etl.providers import make_provider
 
-    settings = Settings.from_env({"YAHOO_BASE_URL": base_url, "PROVIDER_RATE_LIMITS": f"yahoo={RATE * 60}"},
-                                 dotenv=False)
+    settings = Settings.from_env({"YAHOO_BASE_URL": base_url,
+                                  "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}"}, dotenv=False)
     provider = make_provider("yahoo", settings)
     conn = psycopg2.connect(url, options="-c search_path=bench")
     started = time.monotonic()
@@ -224,7 +226,8 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS",
                                                              "MARKET_DATA_PROVIDERS", "DB_HOST")}
     env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url, "LOG_LEVEL": "WARNING",
-                "ETL_HTTP_BACKOFF": "0.2", "PROVIDER_RATE_LIMITS": f"yahoo={RATE * 60}", "PYTHONPATH": str(REPO)})
+                "ETL_HTTP_BACKOFF": "0.2", "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}",
+                "PYTHONPATH": str(REPO)})
     argv = ["--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", END.isoformat()]
     try:
         code, backfill_seconds, backfill_mb = run_job(argv, env)
