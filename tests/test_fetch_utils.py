@@ -173,3 +173,34 @@ def test_connection_refused_is_retryable_and_says_to_check_the_base_url():
     with pytest.raises(RetryableError) as error:
         get_json(session(retries=0), "http://127.0.0.1:9/quote", {"apikey": KEY})
     assert "cannot connect" in str(error.value) and KEY not in str(error.value)
+
+
+def test_retried_requests_wait_on_the_limiter_too(fake_api, monkeypatch):
+    fake_api.route("/quote", in_turn(Response(429, {"error": "slow down"}, headers={"Retry-After": "0"}),
+                                     Response(503, "busy"), Response(200, {"ok": True})))
+    waits = []
+    client = session(per_minute=6000)
+    monkeypatch.setattr(client.limiter, "wait", lambda: waits.append(1))
+    assert get_json(client, f"{fake_api.base_url}/quote") == {"ok": True}
+    assert len(waits) == 3 == len(fake_api.requests_to("/quote"))
+
+
+def test_retry_after_holds_every_request_of_the_session(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    limiter = RateLimiter(per_minute=60)
+    limiter.wait()
+    limiter.hold(5)
+    limiter.wait()
+    assert clock.sleeps == [5.0]
+
+
+def test_a_429_with_retry_after_holds_the_sessions_limiter(fake_api, monkeypatch):
+    fake_api.route("/quote", in_turn(Response(429, {"error": "slow down"}, headers={"Retry-After": "1"}),
+                                     Response(200, {"ok": True})))
+    client = session(per_minute=6000)
+    holds = []
+    monkeypatch.setattr(client.limiter, "hold", holds.append)
+    get_json(client, f"{fake_api.base_url}/quote")
+    assert holds == [1]

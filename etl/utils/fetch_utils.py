@@ -51,13 +51,39 @@ class RateLimiter:
         if start > now:
             time.sleep(start - now)
 
+    def hold(self, seconds: float) -> None:
+        """Start no request for `seconds` (the provider said Retry-After)."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
 
-class _BoundedRetry(Retry):
-    """urllib3 Retry that never sleeps longer than MAX_RETRY_AFTER_SECONDS on Retry-After."""
 
-    def get_retry_after(self, response):  # noqa: D401 - urllib3 hook
+class _PacedRetry(Retry):
+    """urllib3 Retry whose retries go through the session's rate limiter too.
+
+    urllib3 retries inside the adapter, below `ProviderSession.request`, so
+    without this a retried request would skip the limiter. A Retry-After also
+    holds every other thread of the session, and is capped at
+    MAX_RETRY_AFTER_SECONDS.
+    """
+
+    limiter: RateLimiter | None = None
+
+    def new(self, **kwargs):
+        retry = super().new(**kwargs)
+        retry.limiter = self.limiter
+        return retry
+
+    def get_retry_after(self, response):
         seconds = super().get_retry_after(response)
         return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+    def sleep(self, response=None):
+        retry_after = self.get_retry_after(response) if response is not None else None
+        if self.limiter is not None and retry_after:
+            self.limiter.hold(retry_after)
+        super().sleep(response)
+        if self.limiter is not None:
+            self.limiter.wait()
 
 
 class ProviderSession(requests.Session):
@@ -85,7 +111,8 @@ def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | No
                  retries: int = 4, backoff: float = 0.5, pool_size: int = 8) -> ProviderSession:
     """A session for one provider: retries with exponential backoff and jitter on
     connection errors, 429 and 5xx (honouring Retry-After), and a request-rate limit."""
-    retry = _BoundedRetry(
+    limiter = RateLimiter(per_minute)
+    retry = _PacedRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -98,7 +125,8 @@ def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | No
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    session = ProviderSession(provider, timeout=timeout, limiter=RateLimiter(per_minute))
+    retry.limiter = limiter
+    session = ProviderSession(provider, timeout=timeout, limiter=limiter)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
