@@ -35,17 +35,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import date, datetime, time as clock, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import psycopg2
 
-import psycopg2  # noqa: E402
+from benchdb import REPO, throwaway_database
 
 LATENCY = 0.050
 RATE = 20
@@ -124,23 +121,6 @@ def chart(symbol: str, period1: int, period2: int) -> bytes:
 
 # ---- the database ----
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or \
-    "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def admin(statement: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(statement)
-    conn.close()
-
-
 # ---- measurements ----
 
 def run_job(argv: list[str], env: dict[str, str]) -> tuple[int, float, float]:
@@ -218,32 +198,29 @@ def main() -> int:
     ready.wait(10)
     base_url = f"http://127.0.0.1:{port.value}"
 
-    database = f"bench_backfill_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin(f'CREATE DATABASE "{database}"')
-    url = with_database(ADMIN_URL, database)
     start = END.replace(year=END.year - args.years) + timedelta(days=1)
     symbols = [f"S{i:03d}" for i in range(args.symbols)]
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS",
-                                                             "MARKET_DATA_PROVIDERS", "DB_HOST")}
-    env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url, "LOG_LEVEL": "WARNING",
-                "ETL_HTTP_BACKOFF": "0.2", "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}",
-                "PYTHONPATH": str(REPO)})
     argv = ["--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", END.isoformat()]
     try:
-        code, backfill_seconds, backfill_mb = run_job(argv, env)
-        backfill_requests, backfill_429 = requests_made.value, throttled.value
-        stored, copy_seconds = copy_floor(url)
-        expected = sum(1 for i in range((END - start).days + 1) if (start + timedelta(days=i)).weekday() < 5)
-        expected *= len(symbols)
-        requests_made.value = 0
-        rerun_code, rerun_seconds, rerun_mb = run_job(argv, env)
-        rerun_requests = requests_made.value
-        time.sleep(1.1)
-        sample = symbols[:args.sample]
-        serial_seconds = serial_baseline(url, base_url, sample, start) * len(symbols) / len(sample)
+        with throwaway_database("bench_backfill") as url:
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS", "MARKET_DATA_PROVIDERS", "DB_HOST")}
+            env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url,
+                        "LOG_LEVEL": "WARNING", "ETL_HTTP_BACKOFF": "0.2",
+                        "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}", "PYTHONPATH": str(REPO)})
+            code, backfill_seconds, backfill_mb = run_job(argv, env)
+            backfill_requests, backfill_429 = requests_made.value, throttled.value
+            stored, copy_seconds = copy_floor(url)
+            expected = sum(1 for i in range((END - start).days + 1) if (start + timedelta(days=i)).weekday() < 5)
+            expected *= len(symbols)
+            requests_made.value = 0
+            rerun_code, rerun_seconds, rerun_mb = run_job(argv, env)
+            rerun_requests = requests_made.value
+            time.sleep(1.1)
+            sample = symbols[:args.sample]
+            serial_seconds = serial_baseline(url, base_url, sample, start) * len(symbols) / len(sample)
     finally:
         server.terminate()
-        admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     floor = backfill_requests / RATE + copy_seconds
     print(f"symbols {len(symbols)} × {args.years} years: {stored} rows stored of {expected} expected "

@@ -13,15 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import psycopg2
 
-import psycopg2  # noqa: E402
+from benchdb import throwaway_database
 
 from etl.utils.db_utils import _copy_buffer, bulk_upsert, migrate  # noqa: E402
 
@@ -30,24 +27,6 @@ SYMBOLS = 400
 COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
            "currency", "source", "as_of")
 KEY = ("symbol", "asset_type", "date")
-
-
-def server_url() -> str:
-    return (os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-            or "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def admin(url: str, statement: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(statement)
-    conn.close()
 
 
 def bars(count: int) -> list[tuple]:
@@ -74,13 +53,8 @@ def timed(action) -> float:
 
 
 def main() -> int:
-    base = server_url()
-    name = f"etl_bench_{uuid.uuid4().hex[:8]}"
-    admin(base, f'CREATE DATABASE "{name}"')
-    try:
-        return run(with_database(base, name))
-    finally:
-        admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("bench_load") as url:
+        return run(url)
 
 
 def run(url: str) -> int:
@@ -118,7 +92,7 @@ def run(url: str) -> int:
             bulk_upsert(cur, "market_data", COLUMNS, rows, key=KEY, newer_column="as_of")
             cur.execute("SELECT count(*) FROM market_data WHERE xmin = pg_current_xact_id()::xid")
             rewritten["xmin"] = cur.fetchone()[0]
-            cur.execute("SELECT n_tup_upd + n_tup_ins FROM pg_stat_xact_user_tables "
+            cur.execute("SELECT n_tup_upd FROM pg_stat_xact_user_tables "
                         "WHERE relid = 'market_data'::regclass")
             rewritten["stat"] = cur.fetchone()[0]
         conn.commit()
@@ -129,7 +103,7 @@ def run(url: str) -> int:
         stored = cur.fetchone()[0]
     conn.close()
     print(f"re-upsert same rows: {again_seconds:5.2f} s  ({again_seconds / upsert_seconds:.2f} x first load, "
-          f"target ≤ 1.5); rows rewritten: {rewritten['xmin']} by xmin, {rewritten['stat']} by "
+          f"target ≤ 1.5); rows rewritten: {rewritten['xmin']} by xmin, {rewritten['stat']} updated by "
           f"pg_stat (target 0); rows stored: {stored:,}")
     print(f"bulk_upsert / plain COPY = {upsert_seconds / copy_seconds:.2f} (target ≤ 1.5)")
     return 0

@@ -21,19 +21,15 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import psycopg2
 
-import psycopg2  # noqa: E402
+from benchdb import admin, throwaway_database
 
 from etl.jobs import generate_mock_transactions  # noqa: E402
 from etl.mock.load import TRANSACTION_COLUMNS  # noqa: E402
 from etl.utils.db_utils import migrate  # noqa: E402
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PRODUCT, BASELINE = "bench_product", "bench_baseline"
 
 MARKET = """
@@ -47,19 +43,6 @@ MARKET = """
      CROSS JOIN generate_series(current_date - interval '26 months', current_date, interval '1 day') AS d
      WHERE a.asset_type = 'CRYPTO' OR extract(isodow FROM d) < 6
 """
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def admin(url: str, statement: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(statement)
-    conn.close()
 
 
 def prepare_schema(url: str, schema: str) -> None:
@@ -107,7 +90,7 @@ def run_baseline(url: str) -> tuple[float, int]:
 
 
 def checkpoint(url: str) -> None:
-    admin(url, "CHECKPOINT")
+    admin("CHECKPOINT", url)
 
 
 def main() -> int:
@@ -116,17 +99,11 @@ def main() -> int:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--per-month", type=int, default=42)
     args = parser.parse_args()
-    server = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
-    name = f"bench_tx_{uuid.uuid4().hex[:8]}"
-    admin(server, f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
+    with throwaway_database("bench_tx") as url:
         for schema in (PRODUCT, BASELINE):
             prepare_schema(url, schema)
         product = run_product(url, args)
         baseline, count = run_baseline(url)
-    finally:
-        admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"transactions: {count:,}")
     print(f"product (generate + COPY + holdings + monthly holdings): {product:.2f} s")

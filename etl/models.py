@@ -6,7 +6,7 @@ Prices and quantities are `Decimal` parsed from the provider's text, never float
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from etl.config import ASSET_TYPES

@@ -1,7 +1,6 @@
 """The three market-data jobs at the command line: help, bad arguments, running by path, the lock."""
 
 import re
-from pathlib import Path
 
 import psycopg2
 import pytest

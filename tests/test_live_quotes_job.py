@@ -1,6 +1,6 @@
 """fetch_market_data: batched live quotes upserted as today's row."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from decimal import Decimal
 from math import ceil
 from zoneinfo import ZoneInfo
