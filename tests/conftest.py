@@ -14,7 +14,7 @@ import pytest
 
 from support.fake_api import FakeApi
 from support.runner import ETL_VARIABLES, UNREACHABLE
-from support.services import TansuBroker, TestDatabaseServer
+from support.services import TansuBroker, TestDatabaseServer, stop_server
 
 _schemas = itertools.count(1)
 
@@ -107,3 +107,12 @@ def with_kafka(etl_env, monkeypatch, kafka_bootstrap) -> str:
     etl_env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
     return kafka_bootstrap
 
+
+@pytest.fixture
+def embedded_env(etl_env, tmp_path):
+    """The test's environment with no database configured: the embedded PostgreSQL, stopped afterwards."""
+    data_dir = tmp_path / "etl-data"
+    env = {k: v for k, v in etl_env.items() if k != "DATABASE_URL"}
+    env.update(ETL_DATA_DIR=str(data_dir), DB_SCHEMA="public")
+    yield env
+    stop_server(data_dir / "pgdata")

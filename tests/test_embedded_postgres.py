@@ -3,40 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import time
-
-import pytest
 
 from support.runner import PYTHON, run_etl_process
-
-
-def stop_server(pgdata) -> None:
-    """Fast-shut-down the postmaster found in pgdata, so the test leaks no server."""
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().splitlines()[0])
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def embedded_env(etl_env, tmp_path):
-    data_dir = tmp_path / "etl-data"
-    env = {k: v for k, v in etl_env.items() if k != "DATABASE_URL"}
-    env.update(ETL_DATA_DIR=str(data_dir), DB_SCHEMA="public")
-    yield env
-    stop_server(data_dir / "pgdata")
 
 
 def test_migrate_without_a_database_starts_the_embedded_one_then_reuses_it(embedded_env):

