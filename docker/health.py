@@ -15,7 +15,12 @@ from etl.utils import db_utils
 
 
 def main() -> int:
-    max_minutes = int(os.environ.get("ETL_HEALTH_MAX_RUN_MINUTES", "180"))
+    text = os.environ.get("ETL_HEALTH_MAX_RUN_MINUTES", "180")
+    if not text.isdigit():
+        print(f"unhealthy: ETL_HEALTH_MAX_RUN_MINUTES must be a whole number of minutes, got {text!r}",
+              file=sys.stderr)
+        return 1
+    max_minutes = int(text)
     try:
         settings = Settings.from_env()
         conn = db_utils.connect(settings)
