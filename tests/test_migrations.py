@@ -70,3 +70,26 @@ def test_migrations_go_into_db_schema_only(etl_env, database_url, schema):
     assert scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
                         "AND table_name = 'etl_outbox'") == 0
     conn.close()
+
+
+def test_a_role_without_create_privilege_runs_jobs_on_a_migrated_schema(etl_env, database_url, schema, monkeypatch,
+                                                                         capsys):
+    owner = connect(database_url, schema)
+    migrate(owner, schema)
+    role = f"{schema}_reader"
+    owner.autocommit = True
+    with owner.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        cur.execute(f'REVOKE CREATE ON DATABASE "{owner.info.dbname}" FROM PUBLIC')
+        cur.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        monkeypatch.setenv("DATABASE_URL", database_url.replace("postgres@", f"{role}@", 1))
+        assert run_etl("runs") == 0, capsys.readouterr().err
+    finally:
+        with owner.cursor() as cur:
+            cur.execute(f'GRANT CREATE ON DATABASE "{owner.info.dbname}" TO PUBLIC')
+            cur.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM "{role}"')
+            cur.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+        owner.close()

@@ -106,8 +106,12 @@ def migrate(conn, schema: str) -> list[str]:
     """Apply the migrations not yet recorded in schema_migrations, in order, each once.
 
     A transaction-level advisory lock makes concurrent callers wait for each other,
-    so two processes starting at once both succeed with one result.
+    so two processes starting at once both succeed with one result. A schema that
+    is already up to date is only read, so jobs may run as a role without the
+    CREATE privilege once the schema has been migrated.
     """
+    if _pending_migrations(conn, schema) == []:
+        return []
     applied_now = []
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -129,6 +133,19 @@ def migrate(conn, schema: str) -> list[str]:
     if applied_now:
         log.info("applied migrations %s to schema %s", ", ".join(applied_now), schema)
     return applied_now
+
+
+def _pending_migrations(conn, schema: str) -> list[str] | None:
+    """The versions not yet applied, or None when the schema has no schema_migrations table."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{schema}.schema_migrations",))
+        if cur.fetchone()[0] is None:
+            conn.commit()
+            return None
+        cur.execute(sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema)))
+        done = {row[0] for row in cur.fetchall()}
+    conn.commit()
+    return [version for version, _ in migration_files() if version not in done]
 
 
 # --- bulk upsert -------------------------------------------------------------------------
