@@ -135,3 +135,16 @@ def test_dry_run_writes_nothing_and_takes_no_lock(etl_env, db):
     assert row_count(db, "etl_job_runs") == 0
     assert row_count(db, "market_data") == 0
     assert row_count(db, "etl_outbox") == 0
+
+
+def test_a_connection_lost_mid_run_reports_the_real_cause_in_one_line(etl_env, db):
+    job = start_sample(etl_env, "--sleep", "3")
+    run_id = wait_until_running(db)
+    scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+               "WHERE application_name = 'financial-tracker-etl' AND pid <> pg_backend_pid() "
+               "AND datname = current_database()")
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 1
+    assert "Traceback" not in stderr
+    assert "server closed the connection" in stderr and "connection already closed" not in stderr, stderr
+    assert scalar(db, "SELECT status FROM etl_job_runs WHERE run_id = %s", (run_id,)) == "running"

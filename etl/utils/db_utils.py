@@ -352,11 +352,11 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
                 yield run
                 _finish_run(conn, run, topic or JOB_TOPICS[job])
             except BaseException as exc:
-                conn.rollback()
+                _rollback_quietly(conn)
                 _fail_run(conn, run, exc)
                 raise
         finally:
-            release_job_lock(conn, settings.db_schema, job)
+            _release_quietly(conn, settings.db_schema, job)
         if broker_failed:
             log.info("%s: Kafka was unreachable at the start of this run; its event waits in etl_outbox "
                      "for the next job or `etl outbox flush`", job)
@@ -364,6 +364,22 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
             kafka_utils.flush_outbox(conn, settings)
     finally:
         conn.close()
+
+
+def _rollback_quietly(conn) -> None:
+    """Roll back; a connection that already died must not hide the error that killed it."""
+    try:
+        conn.rollback()
+    except psycopg2.Error:
+        log.debug("rollback failed: the connection is gone", exc_info=True)
+
+
+def _release_quietly(conn, schema: str, job: str) -> None:
+    """Release the job lock; if the connection died, PostgreSQL released it already."""
+    try:
+        release_job_lock(conn, schema, job)
+    except psycopg2.Error:
+        log.debug("could not release the %s lock: the connection is gone", job, exc_info=True)
 
 
 def _start_run(conn, job: str, settings: Settings, params: dict) -> JobRun:
