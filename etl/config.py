@@ -72,6 +72,7 @@ class Settings:
     provider_chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     rate_limits: Mapping[str, int] = field(default_factory=dict)   # requests a minute, overriding the declared
+    daily_limits: Mapping[str, int] = field(default_factory=dict)  # requests a UTC day, overriding the declared
     base_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BASE_URLS))
     history_start: date | None = None
     lookback_days: int = 3
@@ -115,6 +116,8 @@ class Settings:
         }
         api_keys = {name: get(var) for name, var in API_KEY_VARIABLES.items() if get(var)}
         rate_limits = _rate_limits("PROVIDER_RATE_LIMITS", get("PROVIDER_RATE_LIMITS"))
+        daily_limits = _rate_limits("PROVIDER_DAILY_LIMITS", get("PROVIDER_DAILY_LIMITS"),
+                                    unit="requests_per_day", example="alphavantage=75")
 
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
@@ -144,6 +147,7 @@ class Settings:
             provider_chains=chains,
             api_keys=api_keys,
             rate_limits=rate_limits,
+            daily_limits=daily_limits,
             base_urls=base_urls,
             history_start=_date("ETL_HISTORY_START", get("ETL_HISTORY_START")),
             lookback_days=_int("ETL_LOOKBACK_DAYS", get("ETL_LOOKBACK_DAYS"), 3, minimum=0, maximum=366),
@@ -170,6 +174,10 @@ class Settings:
     def rate_limit(self, provider: str, declared: int | None) -> int | None:
         """Requests a minute for `provider`: PROVIDER_RATE_LIMITS when it names it, else `declared`."""
         return self.rate_limits.get(provider, declared)
+
+    def daily_limit(self, provider: str, declared: int | None) -> int | None:
+        """Requests a UTC day for `provider`: PROVIDER_DAILY_LIMITS when it names it, else `declared`."""
+        return self.daily_limits.get(provider, declared)
 
     def base_url(self, provider: str) -> str:
         return self.base_urls[provider]
@@ -212,8 +220,9 @@ def _provider_list(variable: str, value: str) -> tuple[str, ...]:
     return names
 
 
-def _rate_limits(variable: str, value: str | None) -> dict[str, int]:
-    """`yahoo=1200,coingecko=30`: requests a minute per provider."""
+def _rate_limits(variable: str, value: str | None, *, unit: str = "requests_per_minute",
+                 example: str = "yahoo=1200") -> dict[str, int]:
+    """`yahoo=1200,coingecko=30`: requests a minute (or a day, per `unit`) per provider."""
     limits: dict[str, int] = {}
     for entry in (value or "").split(","):
         if not entry.strip():
@@ -221,8 +230,8 @@ def _rate_limits(variable: str, value: str | None) -> dict[str, int]:
         name, sep, number = (part.strip() for part in entry.partition("="))
         name = name.lower()
         if not sep or name not in PROVIDER_NAMES:
-            raise ConfigError(f"{variable} must be provider=requests_per_minute[,…] with providers from "
-                              f"{', '.join(PROVIDER_NAMES)}, like yahoo=1200, got {entry.strip()!r}")
+            raise ConfigError(f"{variable} must be provider={unit}[,…] with providers from "
+                              f"{', '.join(PROVIDER_NAMES)}, like {example}, got {entry.strip()!r}")
         if name in limits:
             raise ConfigError(f"{variable} names {name} twice; keep one {name}=… entry")
         limits[name] = _int(f"{variable} ({name})", number, 0, minimum=1, maximum=1_000_000)

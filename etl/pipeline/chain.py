@@ -6,6 +6,9 @@ configured chain of its type (`*_PROVIDERS`). Providers that do
 not cover the type are skipped. A retryable or not-found error moves on to the
 next provider; a fatal one stops the job. A provider whose daily quota is spent
 is not asked again in this run, and what only it could give is *deferred*.
+With a `DailyBudget` attached (`counting`), each provider with a daily limit
+reserves every request from it, and a quota the API reports spent is recorded
+there so that later runs of the day do not ask either.
 `asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
 """
 
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from etl.config import Settings
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
 from etl.models import Asset, Bar, Quote
+from etl.pipeline.budget import BudgetSpentError, DailyBudget, ProviderBudget
 from etl.providers import make_provider, provider_class
 from etl.providers.base import Limits, Provider
 
@@ -55,6 +60,11 @@ def _load_class(name: str) -> type[Provider]:
                          "--provider or the *_PROVIDERS settings") from None
 
 
+def daily_limit(name: str, settings: Settings) -> int | None:
+    """Requests a UTC day for provider `name`: PROVIDER_DAILY_LIMITS, else its declared limit."""
+    return settings.daily_limit(name, provider_limits(name).per_day)
+
+
 def for_provider(asset: Asset, name: str) -> Asset:
     """`asset` as provider `name` should see it: provider_symbol only for its own provider."""
     if asset.provider_symbol and asset.provider != name:
@@ -68,7 +78,8 @@ class ProviderChain:
     def __init__(self, settings: Settings, override: str | None = None):
         self.settings = settings
         self.override = override
-        self.exhausted: set[str] = set()
+        self.exhausted: dict[str, QuotaExhaustedError] = {}  # provider → why its quota is spent (this run)
+        self.budget: DailyBudget | None = None
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
 
@@ -79,8 +90,29 @@ class ProviderChain:
         with self._lock:
             if name not in self._providers:
                 _load_class(name)
-                self._providers[name] = make_provider(name, self.settings)
+                self._providers[name] = make_provider(name, self.settings, self._provider_budget(name))
             return self._providers[name]
+
+    @contextmanager
+    def counting(self, budget: DailyBudget) -> Iterator[DailyBudget]:
+        """Reserve every request of a provider with a daily limit from `budget` while inside."""
+        with self._lock:
+            self.budget = budget
+            for name, provider in self._providers.items():
+                provider.session.budget = self._provider_budget(name)
+        try:
+            yield budget
+        finally:
+            with self._lock:
+                self.budget = None
+                for provider in self._providers.values():
+                    provider.session.budget = None
+            budget.close()
+
+    def _provider_budget(self, name: str) -> ProviderBudget | None:
+        if self.budget is None:
+            return None
+        return self.budget.for_provider(name, daily_limit(name, self.settings))
 
     @property
     def requests_made(self) -> int:
@@ -102,7 +134,7 @@ class ProviderChain:
         errors: list[EtlError] = []
         for name in names:
             if name in self.exhausted:
-                errors.append(QuotaExhaustedError(f"{name}: daily quota spent earlier in this run"))
+                errors.append(self.exhausted[name])
                 continue
             try:
                 return name, self.provider(name).history(for_provider(asset, name), start, end)
@@ -148,7 +180,7 @@ class ProviderChain:
         """Ask provider `name` for `group` batch by batch; return the assets it did not price."""
         if name in self.exhausted:
             for asset in group:
-                errors[asset].append(QuotaExhaustedError(f"{name}: daily quota spent earlier in this run"))
+                errors[asset].append(self.exhausted[name])
             return group
         provider = self.provider(name)
         size = max(1, provider.limits.max_batch)
@@ -180,11 +212,15 @@ class ProviderChain:
                 unpriced.append(asset)
         return unpriced
 
-    def _exhaust(self, name: str, exc: Exception) -> None:
+    def _exhaust(self, name: str, exc: QuotaExhaustedError) -> None:
         with self._lock:
-            if name not in self.exhausted:
-                log.warning("%s: daily quota spent (%s); not asking it again in this run", name, exc)
-                self.exhausted.add(name)
+            if name in self.exhausted:
+                return
+            log.warning("%s: daily quota spent (%s); not asking it again in this run", name, exc)
+            self.exhausted[name] = exc
+            budget = self._provider_budget(name)
+        if budget is not None and not isinstance(exc, BudgetSpentError):
+            budget.mark_spent()
 
 
 def no_provider_error(asset: Asset) -> EtlError:

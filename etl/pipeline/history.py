@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
+from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -22,7 +23,8 @@ from etl.assets import record_asset_errors
 from etl.errors import EtlError, FatalError, NotFoundError
 from etl.models import Asset
 from etl.pipeline import store
-from etl.pipeline.chain import DeferredError, ProviderChain, provider_limits
+from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
+from etl.pipeline.chain import DeferredError, ProviderChain, daily_limit, provider_limits
 from etl.pipeline.plan import Span, budgets, empty_days, plan_spans
 from etl.utils.db_utils import JobRun
 from etl.utils.log_utils import progress
@@ -40,6 +42,8 @@ class AssetPlan:
     provider: str | None        # first provider of the chain (for --plan and request budgets)
     spans: list[Span]
     per_minute: int | None = None  # the first provider's request rate (PROVIDER_RATE_LIMITS or declared)
+    per_day: int | None = None     # the first provider's daily limit (PROVIDER_DAILY_LIMITS or declared)
+    left_today: int | None = None  # what is left of it today (UTC), from provider_request_budget
 
 
 @dataclass
@@ -55,16 +59,18 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
                 lookback_days: int, full_refresh: bool) -> list[AssetPlan]:
     """The spans each asset needs, from what is stored and what the ledger knows. No network."""
     covered = {} if full_refresh else store.covered_spans(conn, assets, start, end)
+    firsts = [(asset, (chain.candidates(asset) or [None])[0]) for asset in assets]
+    per_day = {name: limit for name in {first for _, first in firsts} - {None}
+               if (limit := daily_limit(name, chain.settings))}
+    left = left_today(conn, per_day)
     plans = []
-    for asset in assets:
-        names = chain.candidates(asset)
-        first = names[0] if names else None
+    for asset, first in firsts:
         limits = provider_limits(first) if first else None
         deepest = limits.max_history_days if limits else None
         per_minute = chain.settings.rate_limit(first, limits.per_minute) if limits else None
         spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
-        plans.append(AssetPlan(asset, first, spans, per_minute))
+        plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first)))
     return plans
 
 
@@ -73,6 +79,7 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
     lines = []
     requests: Counter = Counter()
     per_minute: dict[str, int | None] = {}
+    per_day: dict[str, tuple[int | None, int | None]] = {}
     for plan in plans:
         if not plan.spans:
             lines.append(f"{plan.asset.spec}: up to date")
@@ -81,8 +88,14 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
             if plan.provider:
                 requests[plan.provider] += 1
                 per_minute[plan.provider] = plan.per_minute
-    limits = {name: (per_minute[name], provider_limits(name).per_day) for name in requests}
+                per_day[plan.provider] = (plan.per_day, plan.left_today)
+    limits = {name: (per_minute[name], per_day[name][0]) for name in requests}
     lines += [budget.describe() for budget in budgets(dict(requests), limits)]
+    for name, (limit, left) in sorted(per_day.items()):
+        if limit is not None and left is not None:
+            over = requests[name] - left
+            lines.append(f"{name}: {left} of {limit} request(s) left today (resets {RESETS_AT})"
+                         + (f"; {over} would be deferred to a later run" if over > 0 else ""))
     lines.append(f"total: {sum(requests.values())} request(s) for {len(plans)} asset(s)")
     return lines
 
@@ -114,13 +127,14 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     run.extra.setdefault("deferred", [])
     if not todo:
         return
-    results = _fetch_all(chain, todo, today=today, threads=threads)
     first_write = True
-    for fetched in progress(results, len(todo), "historical backfill", log=log):
-        if not run.dry_run and not first_write:
-            run.conn.commit()
-        first_write = False
-        _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
+    with (chain.counting(DailyBudget(run.settings, dry_run=run.dry_run)),
+          closing(_fetch_all(chain, todo, today=today, threads=threads)) as results):
+        for fetched in progress(results, len(todo), "historical backfill", log=log):
+            if not run.dry_run and not first_write:
+                run.conn.commit()
+            first_write = False
+            _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())

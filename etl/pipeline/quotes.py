@@ -16,6 +16,7 @@ from etl.assets import record_asset_errors, register_assets
 from etl.errors import FatalError
 from etl.models import Asset
 from etl.pipeline import store
+from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import DeferredError, ProviderChain
 from etl.utils.db_utils import JobRun
 from etl.validate import validate_quotes
@@ -31,7 +32,8 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     those without a name named, with the name and exchange the provider gave;
     otherwise they are expected to exist.
     """
-    quotes, failures = chain.quotes(assets)
+    with chain.counting(DailyBudget(run.settings, dry_run=run.dry_run)):
+        quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
         if isinstance(error, FatalError):
             raise error

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 from urllib.parse import urlencode
 
 import requests
@@ -86,14 +86,23 @@ class _PacedRetry(Retry):
             self.limiter.wait()
 
 
-class ProviderSession(requests.Session):
-    """A requests.Session with a default timeout, a rate limiter and a request counter."""
+class RequestBudget(Protocol):
+    """A daily request allowance: `reserve` takes one request of it or raises QuotaExhaustedError."""
 
-    def __init__(self, provider: str, *, timeout: float, limiter: RateLimiter):
+    def reserve(self) -> None: ...
+
+
+class ProviderSession(requests.Session):
+    """A requests.Session with a default timeout, a rate limiter, an optional daily budget and a
+    request counter. The budget is reserved before waiting for the rate limiter, so a spent
+    budget never waits out a rate-limit interval."""
+
+    def __init__(self, provider: str, *, timeout: float, limiter: RateLimiter, budget: RequestBudget | None = None):
         super().__init__()
         self.provider = provider
         self.timeout = timeout
         self.limiter = limiter
+        self.budget = budget
         self.requests_made = 0
         self._count_lock = threading.Lock()
         self.headers["User-Agent"] = USER_AGENT
@@ -101,6 +110,8 @@ class ProviderSession(requests.Session):
 
     def request(self, method, url, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", self.timeout)
+        if self.budget is not None:
+            self.budget.reserve()
         self.limiter.wait()
         with self._count_lock:
             self.requests_made += 1
@@ -108,9 +119,11 @@ class ProviderSession(requests.Session):
 
 
 def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,
-                 retries: int = 4, backoff: float = 0.5, pool_size: int = 8) -> ProviderSession:
+                 retries: int = 4, backoff: float = 0.5, pool_size: int = 8,
+                 budget: RequestBudget | None = None) -> ProviderSession:
     """A session for one provider: retries with exponential backoff and jitter on
-    connection errors, 429 and 5xx (honouring Retry-After), and a request-rate limit."""
+    connection errors, 429 and 5xx (honouring Retry-After), a request-rate limit and,
+    with `budget`, a daily allowance reserved before each request."""
     limiter = RateLimiter(per_minute)
     retry = _PacedRetry(
         total=retries,
@@ -126,7 +139,7 @@ def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | No
         raise_on_status=False,
     )
     retry.limiter = limiter
-    session = ProviderSession(provider, timeout=timeout, limiter=limiter)
+    session = ProviderSession(provider, timeout=timeout, limiter=limiter, budget=budget)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -1,0 +1,137 @@
+"""Each provider's daily request budget, counted in the database across runs and processes.
+
+Free plans cap requests per day (Alpha Vantage 25, Twelve Data 800). Before
+each request to a provider with a daily limit (declared in its `Limits`, or
+PROVIDER_DAILY_LIMITS), one unit of the UTC day's budget is reserved in
+`provider_request_budget` by one statement on the budget's own autocommit
+connection: concurrent jobs, fetch threads and worker processes share the
+count, no row lock is held for the length of a job, and a job that rolls back
+its data does not give back requests it really made. A refused reservation
+means the day's budget is spent: `BudgetSpentError`, a QuotaExhaustedError, so
+the chain stops asking that provider and defers what only it could give. When
+the API itself says its quota is spent, the day is marked spent too.
+
+Providers without a daily limit cost no query at all. A dry run reads the day's
+count once per provider and counts down in memory: it respects the budget but
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Mapping
+
+from etl.config import Settings
+from etl.errors import QuotaExhaustedError
+from etl.utils.db_utils import connect
+
+log = logging.getLogger(__name__)
+
+RESETS_AT = "00:00 UTC"
+UTC_TODAY = "(now() AT TIME ZONE 'UTC')::date"
+
+RESERVE = f"""
+    INSERT INTO provider_request_budget AS b (provider, day, requests)
+    VALUES (%(provider)s, {UTC_TODAY}, 1)
+    ON CONFLICT (provider, day) DO UPDATE SET requests = b.requests + 1, updated_at = now()
+     WHERE b.requests < %(limit)s AND b.spent_at IS NULL
+    RETURNING b.requests"""
+MARK_SPENT = f"""
+    INSERT INTO provider_request_budget AS b (provider, day, spent_at)
+    VALUES (%(provider)s, {UTC_TODAY}, now())
+    ON CONFLICT (provider, day) DO UPDATE SET spent_at = coalesce(b.spent_at, now()), updated_at = now()"""
+LEFT_TODAY = f"""
+    SELECT w.provider,
+           CASE WHEN b.spent_at IS NOT NULL THEN 0 ELSE greatest(w.per_day - coalesce(b.requests, 0), 0) END
+      FROM unnest(%(providers)s::text[], %(limits)s::int[]) AS w(provider, per_day)
+      LEFT JOIN provider_request_budget b ON b.provider = w.provider AND b.day = {UTC_TODAY}"""
+
+
+class BudgetSpentError(QuotaExhaustedError):
+    """Today's counted budget is spent: no request was made (nothing to mark as spent)."""
+
+
+def spent_error(provider: str, per_day: int) -> BudgetSpentError:
+    return BudgetSpentError(
+        f"{provider}: today's budget of {per_day} request(s) is spent (counted across runs in "
+        f"provider_request_budget); it resets at {RESETS_AT} — a paid plan can raise it with "
+        f"PROVIDER_DAILY_LIMITS={provider}=N")
+
+
+def left_today(conn, per_day: Mapping[str, int]) -> dict[str, int]:
+    """Requests left today per provider, from its daily limit and the stored count. Reads only."""
+    if not per_day:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(LEFT_TODAY, {"providers": list(per_day), "limits": list(per_day.values())})
+        return dict(cur.fetchall())
+
+
+class DailyBudget:
+    """The daily budgets of one run, on a connection of their own opened at the first reservation."""
+
+    def __init__(self, settings: Settings, *, dry_run: bool = False):
+        self.settings = settings
+        self.dry_run = dry_run
+        self._conn = None
+        self._lock = threading.Lock()
+        self._dry_left: dict[str, int] = {}
+
+    def for_provider(self, provider: str, per_day: int | None) -> "ProviderBudget | None":
+        """What the provider's session reserves through; None when it has no daily limit."""
+        return ProviderBudget(self, provider, per_day) if per_day else None
+
+    def reserve(self, provider: str, per_day: int) -> None:
+        """Take one request of today's budget, or raise BudgetSpentError."""
+        with self._lock:
+            if self.dry_run:
+                left = self._dry_left.get(provider)
+                if left is None:
+                    left = left_today(self._connection(), {provider: per_day})[provider]
+                if left <= 0:
+                    raise spent_error(provider, per_day)
+                self._dry_left[provider] = left - 1
+                return
+            with self._connection().cursor() as cur:
+                cur.execute(RESERVE, {"provider": provider, "limit": per_day})
+                reserved = cur.fetchone()
+        if reserved is None:
+            raise spent_error(provider, per_day)
+        log.debug("%s: request %d of %d today", provider, reserved[0], per_day)
+
+    def mark_spent(self, provider: str) -> None:
+        """The API said today's quota is spent: no run asks this provider again before 00:00 UTC."""
+        with self._lock:
+            if self.dry_run:
+                self._dry_left[provider] = 0
+                return
+            with self._connection().cursor() as cur:
+                cur.execute(MARK_SPENT, {"provider": provider})
+        log.info("%s: today's budget marked spent (the API said so); it resets at %s", provider, RESETS_AT)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _connection(self):
+        if self._conn is None:
+            self._conn = connect(self.settings, autocommit=True)
+        return self._conn
+
+
+class ProviderBudget:
+    """One provider's share of a DailyBudget: what its ProviderSession calls before each request."""
+
+    def __init__(self, budget: DailyBudget, provider: str, per_day: int):
+        self.budget = budget
+        self.provider = provider
+        self.per_day = per_day
+
+    def reserve(self) -> None:
+        self.budget.reserve(self.provider, self.per_day)
+
+    def mark_spent(self) -> None:
+        self.budget.mark_spent(self.provider)
