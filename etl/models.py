@@ -5,6 +5,7 @@ Prices and quantities are `Decimal` parsed from the provider's text, never float
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +13,9 @@ from decimal import Decimal
 from etl.config import ASSET_TYPES
 from etl.errors import UsageError
 
+# The same shapes as the CHECK constraints on `asset`, so a bad spec is a usage error, not a database one.
+_FOREX_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+_SYMBOL = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^_&]{0,31}$")
 MARKET_ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")
 
 
@@ -82,8 +86,10 @@ def parse_asset_spec(text: str) -> Asset:
         raise UsageError(f"asset {text!r} has no symbol; write SYMBOL:TYPE like AAPL:STOCK")
     if asset_type not in ASSET_TYPES:
         raise UsageError(f"asset {text!r}: unknown type {asset_type!r}; use one of {', '.join(ASSET_TYPES)}")
-    if asset_type == "FOREX" and symbol.count("/") != 1:
+    if asset_type == "FOREX" and not _FOREX_PAIR.match(symbol):
         raise UsageError(f"asset {text!r}: forex pairs are written BASE/QUOTE, like EUR/USD:FOREX")
+    if asset_type != "FOREX" and not _SYMBOL.match(symbol):
+        raise UsageError(f"asset {text!r}: a symbol is letters, digits and . - = ^ _ & (like BRK.B or ^GSPC)")
     if asset_type == "INDEX" and not symbol.startswith("^"):
         raise UsageError(f"asset {text!r}: index symbols start with ^, like ^GSPC")
     return Asset(symbol=symbol, asset_type=asset_type)

@@ -73,6 +73,12 @@ def test_name_for_several_assets_at_once_exits_2(etl_env):
     assert "one asset at a time" in result.stderr
 
 
+def test_provider_symbol_without_its_provider_exits_2(etl_env):
+    result = etl(etl_env, "assets", "add", "^GSPC:INDEX", "--provider-symbol", "SPX")
+    assert result.returncode == 2
+    assert "--provider-symbol needs --provider" in result.stderr
+
+
 def test_runs_shows_the_most_recent_runs_up_to_the_limit(etl_env, db, capsys):
     for price in ("10", "11", "12"):
         assert run_etl_process([PYTHON, SAMPLE_JOB, "--price", price], etl_env).returncode == 0

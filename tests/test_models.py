@@ -16,6 +16,8 @@ from etl.models import Asset, parse_asset_list, parse_asset_spec
     ("BTC:crypto", Asset("BTC", "CRYPTO")),
     ("EUR/USD:FOREX", Asset("EUR/USD", "FOREX")),
     ("USD:CASH", Asset("USD", "CASH")),
+    ("brk.b", Asset("BRK.B", "STOCK")),
+    ("VOD.L:STOCK", Asset("VOD.L", "STOCK")),
 ])
 def test_spec_parses_to_the_canonical_asset(text, expected):
     assert parse_asset_spec(text) == expected
@@ -26,6 +28,10 @@ def test_spec_parses_to_the_canonical_asset(text, expected):
     (":STOCK", "no symbol"),
     ("EURUSD:FOREX", "BASE/QUOTE"),
     ("GSPC:INDEX", "start with ^"),
+    ("EUR/:FOREX", "BASE/QUOTE"),
+    ("E$R/USD:FOREX", "BASE/QUOTE"),
+    ("AA PL:STOCK", "a symbol is"),
+    ("A$PL", "a symbol is"),
 ])
 def test_bad_spec_is_a_usage_error_that_says_what_to_write(text, complaint):
     with pytest.raises(UsageError) as error:
