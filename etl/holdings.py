@@ -16,6 +16,16 @@ and rows whose account and asset no longer have live transactions are deleted.
   balance at the end of that month, carried forward through quiet months.
 
 `unit` is the unit of the asset's transactions (one unit per asset).
+
+Concurrent updates of one account are serialized: before computing anything,
+the update locks the accounts' rows in `accounts` (FOR NO KEY UPDATE, in
+account_id order, so two updates never deadlock). A second update of the same
+account waits until the first commits, then computes from the transactions
+both have written; without the lock each would compute from its own snapshot
+and the later merge would overwrite the earlier one. NO KEY UPDATE does not
+conflict with the key-share lock a foreign-key check takes, so inserting
+transactions is never blocked by an update in progress. A rebuild of every
+account locks every account.
 """
 
 from __future__ import annotations
@@ -27,6 +37,14 @@ from typing import Iterable
 from uuid import UUID
 
 log = logging.getLogger(__name__)
+
+# Serializes updates of the same accounts (see the module docstring); every account with all_accounts.
+_LOCK_ACCOUNTS = """
+    SELECT 1 FROM accounts
+     WHERE %(all_accounts)s OR account_id = ANY(%(ids)s::uuid[])
+     ORDER BY account_id
+       FOR NO KEY UPDATE
+"""
 
 # The accounts being recomputed: the given ids, or (with all_accounts) every account
 # that has transactions or holdings.
@@ -159,6 +177,7 @@ def rebuild_holdings(conn, account_ids: Iterable[UUID | str] | None = None, *,
 def _recompute(conn, ids: list[str], *, all_accounts: bool, today: date | None) -> HoldingsChange:
     params = {"ids": ids, "all_accounts": all_accounts, "today": today}
     with conn.cursor() as cur:
+        cur.execute(_LOCK_ACCOUNTS, params)
         cur.execute(_DROP_WORK_TABLES)
         cur.execute(_SELECT_ACCOUNTS, params)
         accounts = cur.rowcount

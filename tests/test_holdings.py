@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -136,3 +138,69 @@ def test_backends_find_the_update_in_db_utils():
     from etl.utils import db_utils
 
     assert db_utils.apply_transactions is apply_transactions
+
+
+
+def waiting_on_a_lock(db, conn) -> bool:
+    return scalar(db, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                  (conn.get_backend_pid(),)) is True
+
+
+class InBackground(threading.Thread):
+    """apply(conn, *accounts) on its own thread; `error` holds what it raised."""
+
+    def __init__(self, conn, *accounts):
+        super().__init__(daemon=True)
+        self.conn, self.accounts, self.error = conn, accounts, None
+        self.start()
+
+    def run(self):
+        try:
+            apply(self.conn, *self.accounts)
+        except Exception as exc:  # reported by finish()
+            self.error = exc
+
+    def wait_until_blocked(self, db) -> None:
+        while self.is_alive() and not waiting_on_a_lock(db, self.conn):
+            time.sleep(0.01)
+        assert self.is_alive(), f"the second update should have waited for the first one ({self.error})"
+
+    def finish(self) -> None:
+        self.join()
+        assert self.error is None, self.error
+
+
+@pytest.fixture
+def other(database_url, schema):
+    """A second transactional connection to the test schema, as another backend would hold."""
+    conn = psycopg2.connect(database_url, options=f"-c search_path={schema} -c lock_timeout=20s")
+    yield conn
+    conn.close()
+
+
+def test_two_concurrent_updates_of_one_account_both_count(db, ledger, other):
+    add(ledger, ALICE, months_ago(db, 1, 1), "USD", credit="10.00")
+    apply(ledger, ALICE)
+    add(ledger, ALICE, months_ago(db, 0, 1), "USD", credit="100.00")
+    add(other, ALICE, months_ago(db, 0, 1), "USD", credit="50.00")
+    apply_transactions(ledger, [ALICE])                 # not committed yet
+    second = InBackground(other, ALICE)
+    second.wait_until_blocked(db)
+    ledger.commit()
+    second.finish()
+    assert holding(db, ALICE, "USD")[0][0] == Decimal("160.00")
+    assert monthly(db, ALICE, "USD")[-1] == (months_ago(db, 0), Decimal("160.00"))
+
+
+def test_an_update_does_not_wait_for_open_inserts_into_its_accounts(db, ledger, other):
+    with ledger.cursor() as cur:
+        cur.execute("SET lock_timeout = '20s'")
+    add(other, ALICE, months_ago(db, 0, 1), "USD", credit="3.00")    # open, not yet applied
+    add(ledger, ALICE, months_ago(db, 0, 1), "USD", credit="1.00")
+    add(ledger, BOB, months_ago(db, 0, 1), "USD", credit="4.00")
+    apply(ledger, BOB, ALICE)
+    assert holding(db, ALICE, "USD")[0][0] == Decimal("1.00")
+    add(other, BOB, months_ago(db, 0, 1), "USD", credit="2.00")
+    apply(other, ALICE, BOB)
+    assert holding(db, ALICE, "USD")[0][0] == Decimal("4.00")
+    assert holding(db, BOB, "USD")[0][0] == Decimal("6.00")
