@@ -14,14 +14,17 @@ further out is a broken row.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Generic, Iterable, TypeVar
 
 from etl.models import Bar, Quote
 
 CLOSE_TOLERANCE = Decimal("0.005")
+# A quote's trading date is in its exchange's time zone, up to a day ahead of the
+# UTC date the jobs call today (Tokyo, Sydney and Auckland after their midnight).
+QUOTE_DATE_AHEAD = timedelta(days=1)
 
 # Minor currency units (hundredths) as providers spell them, and their major currency.
 # Case matters: "GBp" is pence but "GBP" is pounds, so spellings are matched before upper-casing.
@@ -134,7 +137,7 @@ def validate_bars(bars: Iterable[Bar], start: date, end: date, today: date) -> V
 
 
 def _quote_problem(quote: Quote, today: date) -> str | None:
-    if quote.date > today:
+    if quote.date > today + QUOTE_DATE_AHEAD:
         return "future date"
     if quote.price is None:
         return "missing price"
@@ -150,6 +153,22 @@ def _quote_problem(quote: Quote, today: date) -> str | None:
     return None
 
 
+def _without_bad_extras(quote: Quote) -> Quote:
+    """The quote with unusable optional figures (non-finite change, negative volume …) left out.
+
+    The price is what a quote is for; a broken change or volume beside a good price
+    is dropped on its own rather than costing the whole quote.
+    """
+    fixes = {}
+    for name in ("change", "percent_change"):
+        value = getattr(quote, name)
+        if value is not None and not value.is_finite():
+            fixes[name] = None
+    if quote.volume is not None and (not quote.volume.is_finite() or quote.volume < 0):
+        fixes["volume"] = None
+    return replace(quote, **fixes) if fixes else quote
+
+
 def validate_quotes(quotes: Iterable[Quote], today: date) -> Validated[Quote]:
     """Quotes fit to load: one per (symbol, asset_type), the newest `as_of` wins."""
     reasons: Counter = Counter()
@@ -159,6 +178,7 @@ def validate_quotes(quotes: Iterable[Quote], today: date) -> Validated[Quote]:
         if problem:
             reasons[problem] += 1
             continue
+        quote = _without_bad_extras(quote)
         key = (quote.symbol, quote.asset_type)
         held = newest.get(key)
         if held is not None:

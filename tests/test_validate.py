@@ -178,7 +178,7 @@ def test_clean_quotes_are_kept_one_per_asset():
     (quote(price="NaN"), "non-finite price"),
     (quote(price="0"), "non-positive price"),
     (quote(price="-3"), "non-positive price"),
-    (quote(day=TODAY + timedelta(days=1)), "future date"),
+    (quote(day=TODAY + timedelta(days=2)), "future date"),
     (quote(high="1", low="2"), "high below low"),
     (quote(open="0"), "bad open/high/low"),
 ])
@@ -186,6 +186,20 @@ def test_a_bad_quote_is_dropped_and_counted(bad_quote, reason):
     result = validate_quotes([bad_quote, quote("MSFT")], TODAY)
     assert [q.symbol for q in result.rows] == ["MSFT"]
     assert only_reason(result) == reason
+
+
+def test_a_quote_dated_tomorrow_in_its_exchanges_time_zone_is_kept():
+    tokyo = quote(day=TODAY + timedelta(days=1))
+    assert validate_quotes([tokyo], TODAY).rows == [tokyo]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("change", "NaN"), ("percent_change", "Infinity"), ("volume", "NaN"), ("volume", "-5"),
+])
+def test_a_broken_optional_figure_is_left_out_and_the_price_kept(field, value):
+    result = validate_quotes([quote(**{field: value})], TODAY)
+    assert [q.price for q in result.rows] == [Decimal("100")]
+    assert getattr(result.rows[0], field) is None
 
 
 def test_of_two_quotes_for_one_asset_the_newest_wins_whatever_the_order():

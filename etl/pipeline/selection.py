@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Sequence
 
 from etl.assets import active_assets, register_assets, stored_assets
@@ -15,6 +15,11 @@ from etl.pipeline import store
 from etl.utils.db_utils import JobRun
 
 log = logging.getLogger(__name__)
+
+
+def utc_today() -> date:
+    """Today for the jobs: the UTC date, whatever the server's time zone."""
+    return datetime.now(timezone.utc).date()
 
 
 def date_range(start: date | None, end: date | None, *, default_start: date, today: date) -> tuple[date, date]:

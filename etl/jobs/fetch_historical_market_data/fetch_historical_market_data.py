@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, settings) -> int:
     started = time.monotonic()
-    today = date.today()
+    today = selection.utc_today()
     start, end = selection.date_range(args.start, args.end, default_start=settings.history_start_or_default(today),
                                       today=today)
     selection.check_named(args.symbols)

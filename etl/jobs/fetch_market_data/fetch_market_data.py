@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
@@ -43,7 +42,7 @@ def _run(args, settings) -> int:
     chain = ProviderChain(settings, args.provider)
     with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
         assets = selection.select_assets(run, args.symbols, QUOTE_TYPES)
-        quotes.load_quotes(run, chain, assets, today=date.today())
+        quotes.load_quotes(run, chain, assets, today=selection.utc_today())
         run.extra["requests"] = chain.requests_made
     print(selection.summary(JOB, run, chain.requests_made, started))
     return run.exit_code

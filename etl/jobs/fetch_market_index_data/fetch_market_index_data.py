@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
@@ -47,7 +46,7 @@ def _run(args, settings) -> int:
             assets = selection.select_assets(run, [], (), extra=args.symbols)
         else:
             assets = selection.select_assets(run, None, ("INDEX",), extra=configured)
-        quotes.load_quotes(run, chain, assets, today=date.today(), register_new=True)
+        quotes.load_quotes(run, chain, assets, today=selection.utc_today(), register_new=True)
         run.extra["requests"] = chain.requests_made
     print(selection.summary(JOB, run, chain.requests_made, started))
     return run.exit_code
