@@ -49,7 +49,7 @@ PROVIDER_VARIABLES_BY_TYPE = {
     "INDEX": "INDEX_PROVIDERS",
 }
 DEFAULT_INDEX_SYMBOLS = "^GSPC,^DJI,^IXIC,^RUT,^VIX,^FTSE,^GDAXI,^N225,^HSI"
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def default_data_dir() -> Path:
@@ -104,7 +104,8 @@ class Settings:
             raise ConfigError(f"DATABASE_URL must be a libpq URI starting with postgresql:// (got {scheme!r})")
         schema = get("DB_SCHEMA") or "public"
         if not _SCHEMA_NAME.match(schema):
-            raise ConfigError(f"DB_SCHEMA must be a plain identifier (letters, digits, _), got {schema!r}")
+            raise ConfigError(f"DB_SCHEMA must be a plain lower-case identifier (a-z, 0-9, _; PostgreSQL folds "
+                              f"unquoted names to lower case), got {schema!r}")
 
         default_chain = _provider_list("MARKET_DATA_PROVIDERS", get("MARKET_DATA_PROVIDERS") or "yahoo")
         chains = {

@@ -33,6 +33,7 @@ BAD_VALUES = [
     ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,broker:port"),
     ("DB_SCHEMA", "etl; DROP TABLE asset"),
     ("DB_SCHEMA", "1abc"),
+    ("DB_SCHEMA", "Finance"),
     ("DATABASE_URL", "mysql://user@localhost/etl"),
     ("ETL_HTTP_TIMEOUT", "0"),
     ("ETL_HTTP_BACKOFF", "fast"),
