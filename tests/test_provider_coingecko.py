@@ -61,21 +61,37 @@ def test_history_is_one_bar_per_utc_day_closing_at_the_days_last_price(fake_api)
     assert bars[0].as_of == datetime(2024, 5, 10, 23, 3, 7, tzinfo=timezone.utc)
 
 
-def test_history_asks_for_whole_utc_days_in_unix_seconds_priced_in_usd(fake_api):
+def test_history_asks_in_unix_seconds_from_the_first_day_through_the_day_after_the_last(fake_api):
     serve(fake_api, CHART, "market_chart_range_bitcoin.json")
     provider(fake_api).history(BTC, date(2024, 5, 10), date(2024, 5, 12))
     [request] = fake_api.requests
     assert request.path == "/coins/bitcoin/market_chart/range"
-    assert request.query == {"vs_currency": "usd", "from": "1715299200", "to": "1715558399"}
+    # 2024-05-10 00:00:00 through 2024-05-13 23:59:59 UTC: the last day's close is stamped 05-13 00:00
+    assert request.query == {"vs_currency": "usd", "from": "1715299200", "to": "1715644799"}
 
 
-def test_a_daily_granularity_answer_gives_one_bar_per_point(fake_api):
-    serve(fake_api, CHART, "market_chart_range_ethereum_daily.json")
-    bars = provider(fake_api).history(ETH, date(2024, 5, 8), date(2024, 5, 10))
-    assert by_day(bars) == {"2024-05-08": ("3005.6801942741", "12385627719.6013"),
-                            "2024-05-09": ("2974.2178066012", "11920038514.2254"),
-                            "2024-05-10": ("3036.2481301978", "12712541907.3419")}
+def test_a_daily_point_at_midnight_utc_is_the_close_of_the_day_before(fake_api):
+    # Ranges over 90 days come as one point a day at 00:00 UTC: the close of the UTC day that just ended.
+    serve(fake_api, CHART, "market_chart_range_ethereum_daily.json")   # points at 05-08, 05-09, 05-10 00:00
+    bars = provider(fake_api).history(ETH, date(2024, 5, 7), date(2024, 5, 9))
+    assert by_day(bars) == {"2024-05-07": ("3005.6801942741", "12385627719.6013"),
+                            "2024-05-08": ("2974.2178066012", "11920038514.2254"),
+                            "2024-05-09": ("3036.2481301978", "12712541907.3419")}
+    assert bars[-1].as_of == datetime(2024, 5, 10, tzinfo=timezone.utc)
     assert fake_api.requests[0].path == "/coins/ethereum/market_chart/range"
+
+
+def test_hourly_and_daily_answers_give_a_day_the_same_close(fake_api):
+    hourly = {"prices": [[1715381000000, 60700.5], [1715382187000, 60793.35]],           # 05-10 22:43, 23:03
+              "total_volumes": [[1715381000000, 31000000000.1], [1715382187000, 31268840522.7]]}
+    daily = {"prices": [[1715299200000, 63100.0], [1715385600000, 60793.35]],            # 05-10, 05-11 00:00
+             "total_volumes": [[1715299200000, 27000000000.0], [1715385600000, 31268840522.7]]}
+    answers = iter([hourly, daily])
+    fake_api.route(CHART, lambda request: next(answers))
+    cg = provider(fake_api)
+    from_hourly = cg.history(BTC, date(2024, 5, 10), date(2024, 5, 10))
+    from_daily = cg.history(BTC, date(2024, 5, 10), date(2024, 5, 10))
+    assert by_day(from_hourly) == by_day(from_daily) == {"2024-05-10": ("60793.35", "31268840522.7")}
 
 
 def test_a_day_with_only_null_prices_is_dropped_and_counted_by_validation(fake_api):

@@ -1,9 +1,14 @@
 """CoinGecko (https://docs.coingecko.com): crypto only, priced in USD.
 
 History comes from /coins/{id}/market_chart/range, which has no OHLC: one
-[ms, value] point per hour for ranges up to 90 days, one a day (at 00:00 UTC)
-beyond. A day's bar is the last price of that UTC day as its close, and the
-last 24-hour volume reading of the day as its volume. Quotes come from
+[ms, value] point per hour for ranges up to 90 days, one a day beyond. A daily
+point is stamped 00:00 UTC and holds the UTC day that just ended (CoinGecko
+documents "the last completed UTC day (00:00)"), so a point at exactly
+midnight closes the day before; every other point belongs to its own day.
+A day's bar is the last price of that UTC day as its close, and the last
+24-hour volume reading of the day as its volume: both granularities give a
+day the same close. The request runs through the day after the last one, so
+the last day's midnight close is in the answer. Quotes come from
 /simple/price, many ids in one request.
 
 The key is optional: a demo key goes in the `x-cg-demo-api-key` header, never
@@ -76,7 +81,7 @@ def fetch_market_chart(session: ProviderSession, base_url: str, coin_id: str, st
                        api_key: str | None = None) -> Any:
     """The market_chart/range payload covering the UTC days `start` through `end`."""
     begin = datetime.combine(start, time(), timezone.utc)
-    finish = datetime.combine(end + timedelta(days=1), time(), timezone.utc) - timedelta(seconds=1)
+    finish = datetime.combine(end + timedelta(days=2), time(), timezone.utc) - timedelta(seconds=1)
     params = {"vs_currency": "usd", "from": unix_seconds(begin), "to": unix_seconds(finish)}
     return _get_json(session, f"{base_url}/coins/{coin_id}/market_chart/range", params, api_key)
 
@@ -124,22 +129,30 @@ def coded_error(code: Any, message: str, where: str, api_key: str | None = None)
     return RetryableError(f"{prefix} — try again later: {message}")
 
 
-def _points(series: Any) -> list[tuple[datetime, Any]]:
-    """[ms, value] pairs as (UTC time, value), in time order; malformed entries left out."""
-    points = []
-    for entry in series or []:
-        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int):
-            points.append((datetime.fromtimestamp(entry[0] / 1000, timezone.utc), entry[1]))
+def _points(series: Any) -> list[tuple[int, Any]]:
+    """[ms, value] pairs as (ms, value), in time order; malformed entries left out."""
+    points = [(entry[0], entry[1]) for entry in series or []
+              if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)]
     return sorted(points, key=lambda point: point[0])
 
 
+def utc_moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def closing_day(ms: int) -> date:
+    """The UTC day a point closes: its own, or the day before for a point at exactly 00:00:00.000."""
+    return utc_moment(ms - 1).date()
+
+
 def _last_of_each_day(series: Any) -> dict[date, tuple[datetime, Any]]:
-    """Per UTC day, the last point with a value (or the last point, if none has one)."""
+    """Per UTC day closed, the last point with a value (or the last point, if none has one)."""
     days: dict[date, tuple[datetime, Any]] = {}
-    for moment, value in _points(series):
-        held = days.get(moment.date())
+    for ms, value in _points(series):
+        day = closing_day(ms)
+        held = days.get(day)
         if value is not None or held is None or held[1] is None:
-            days[moment.date()] = (moment, value)
+            days[day] = (utc_moment(ms), value)
     return days
 
 
@@ -234,7 +247,7 @@ class CoinGecko(Provider):
             raise error
         if not isinstance(payload, dict) or not isinstance(payload.get("prices"), list):
             raise RetryableError(f"{NAME}: unexpected answer from {where} (no prices) — try again later")
-        return parse_market_chart(payload, asset)
+        return [bar for bar in parse_market_chart(payload, asset) if start <= bar.date <= end]
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()
