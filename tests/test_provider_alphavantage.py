@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,9 @@ from etl.config import Settings
 from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
                         RetryableError)
 from etl.models import Asset
+from etl.pipeline.chain import ProviderChain
 from etl.providers import make_provider
+from etl.providers.alphavantage import COMPACT_DAYS
 from etl.validate import validate_bars
 from support.fake_api import Response, fixture_json, fixture_text
 
@@ -74,19 +76,38 @@ def test_recent_stock_history_asks_for_the_compact_series_with_the_key(fake_api)
                                   "apikey": KEY}]
 
 
-def test_history_older_than_about_100_trading_days_asks_for_the_full_series(fake_api):
-    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("time_series_daily_ibm.json"),
-                                 "FX_DAILY": load("fx_daily_eurusd.json")})
-    av = provider(fake_api)
-    av.history(IBM, date(2023, 1, 2), date(2024, 5, 10))
-    av.history(EURUSD, date(2023, 1, 2), date(2024, 5, 10))
-    assert [q["outputsize"] for q in queries(fake_api)] == ["full", "full"]
+def test_forex_history_older_than_about_100_trading_days_asks_for_the_full_series(fake_api):
+    serve_by_function(fake_api, {"FX_DAILY": load("fx_daily_eurusd.json")})
+    provider(fake_api).history(EURUSD, date(2023, 1, 2), date(2024, 5, 10))
+    assert [q["outputsize"] for q in queries(fake_api)] == ["full"]
 
 
-def test_full_stock_history_refused_as_premium_stops_with_a_clear_line(fake_api):
-    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("information_premium.json")})
+def test_stock_history_beyond_the_free_compact_series_is_not_asked_for_and_is_retryable(fake_api):
+    # outputsize=full is premium for TIME_SERIES_DAILY: asking would spend one of 25 daily requests on a refusal.
+    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("time_series_daily_ibm.json")})
     error = error_of(lambda: provider(fake_api).history(IBM, date(2023, 1, 2), date(2024, 5, 10)))
-    assert isinstance(error, FatalError) and "premium" in str(error) and "another provider" in str(error)
+    assert type(error) is RetryableError and "100 trading days" in str(error) and "another provider" in str(error)
+    assert queries(fake_api) == []
+
+
+def test_a_premium_refusal_is_retryable_so_the_chain_asks_the_next_provider(fake_api):
+    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("information_premium.json")})
+    fake_api.route("/v8/finance/chart/AAPL", fixture_text("yahoo/chart_AAPL.json"))
+    env = {"ALPHA_VANTAGE_BASE_URL": fake_api.base_url, "ALPHA_VANTAGE_API_KEY": KEY,
+           "YAHOO_BASE_URL": fake_api.base_url, "ETL_HTTP_BACKOFF": "0.01", "ETL_HTTP_RETRIES": "1"}
+    last = datetime.now(timezone.utc).date()
+    first = last - timedelta(days=10)
+    aapl = Asset("AAPL", "STOCK")
+    both = ProviderChain(Settings.from_env({**env, "STOCK_PROVIDERS": "alphavantage,yahoo"}, dotenv=False))
+    assert both.history(aapl, first, last)[0] == "yahoo"
+    alone = ProviderChain(Settings.from_env({**env, "STOCK_PROVIDERS": "alphavantage"}, dotenv=False))
+    error = error_of(lambda: alone.history(aapl, first, last))
+    assert not isinstance(error, FatalError) and "premium feature" in str(error)
+
+
+def test_limits_declare_the_depth_the_free_plan_serves():
+    from etl.providers import provider_class
+    assert provider_class("alphavantage").limits.max_history_days == COMPACT_DAYS == 140
 
 
 def test_forex_history_comes_from_fx_daily_priced_in_the_quote_currency(fake_api):
@@ -187,7 +208,7 @@ ERRORS = [
     ("note_call_frequency.json", RateLimitedError, "call frequency"),
     ("information_burst_limit.json", RateLimitedError, "too many requests"),
     ("information_daily_limit.json", QuotaExhaustedError, "daily allowance is spent"),
-    ("information_premium.json", FatalError, "premium feature"),
+    ("information_premium.json", RetryableError, "premium feature"),
 ]
 
 

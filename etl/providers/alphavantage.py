@@ -7,9 +7,13 @@ the daily-limit notice quotes the key back).
 History: TIME_SERIES_DAILY for stocks and ETFs, FX_DAILY for forex pairs
 (`EUR/USD` → from_symbol=EUR, to_symbol=USD), DIGITAL_CURRENCY_DAILY with
 market=USD for crypto. `outputsize=compact` (the latest 100 data points) is
-asked for whenever the range starts within COMPACT_DAYS calendar days, `full`
-otherwise; for TIME_SERIES_DAILY `full` is a premium feature, which the API
-refuses with an "Information" notice (a FatalError that says so).
+asked for whenever the range starts within COMPACT_DAYS calendar days. Older
+forex ranges ask `full`; for TIME_SERIES_DAILY `full` is a premium feature, so
+an older stock range is not asked at all: it raises a RetryableError and the
+chain asks the next provider (the free plan's depth, COMPACT_DAYS, is declared
+in `limits.max_history_days` so the planner does not ask this provider for
+more). Any "premium" notice the API still sends is a RetryableError too: it
+concerns one request, never the whole job.
 
 Quotes: GLOBAL_QUOTE for stocks and ETFs, CURRENCY_EXCHANGE_RATE for forex and
 crypto, one symbol per request. GLOBAL_QUOTE has a trading day but no time,
@@ -141,8 +145,8 @@ def _information(message: str, prefix: str) -> EtlError:
         return QuotaExhaustedError(f"{prefix} — the free daily allowance is spent; Alpha Vantage answers again "
                                    f"tomorrow, or use another provider: {message}")
     if "premium" in text:
-        return FatalError(f"{prefix} — a premium feature; use another provider for this (or a premium key): "
-                          f"{message}")
+        return RetryableError(f"{prefix} — a premium feature, not on the free plan; the next provider in the "
+                              f"chain is asked (add one to the *_PROVIDERS setting if none is left): {message}")
     return RetryableError(f"{prefix} — the API answered with a notice instead of data; try again later: {message}")
 
 
@@ -216,7 +220,7 @@ def _refreshed_at(text: Any, zone_name: Any) -> datetime | None:
 class AlphaVantage(Provider):
     name = NAME
     asset_types = frozenset({"STOCK", "ETF", "FOREX", "CRYPTO"})
-    limits = Limits(per_minute=5, per_day=25, max_batch=1)
+    limits = Limits(per_minute=5, per_day=25, max_batch=1, max_history_days=COMPACT_DAYS)
     needs_key = True
     key_variable = KEY_VARIABLE
 
@@ -235,6 +239,11 @@ class AlphaVantage(Provider):
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
         symbol = self.provider_symbol(asset)
         params = history_params(asset, symbol, start, self.clock().date())
+        if params["function"] == "TIME_SERIES_DAILY" and params["outputsize"] == "full":
+            raise RetryableError(f"{NAME}: {asset.spec} {start}..{end} reaches back more than the about 100 "
+                                 f"trading days ({COMPACT_DAYS} calendar days) the free plan serves for stocks — "
+                                 "another provider is asked for those days (add one to STOCK_PROVIDERS if none "
+                                 "is left)")
         payload = self._query(params)
         return parse_daily(payload, asset, params["function"], price_currency(asset, symbol))
 
