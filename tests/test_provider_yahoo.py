@@ -261,6 +261,22 @@ def test_truncated_json_is_retryable(yahoo, fake_api):
         yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
 
 
+@pytest.mark.parametrize("status", [400, 200])
+def test_a_span_before_the_first_trading_day_is_an_empty_history(yahoo, fake_api, status):
+    # Yahoo's answer for a window entirely before a listing: HTTP 400 with chart.error "Bad Request",
+    # "Data doesn't exist for startDate = …, endDate = …". Empty, so the days are recorded and not asked again.
+    fake_api.route("/v8/finance/chart/ARM", fixture_json("yahoo/chart_before_first_trade.json"), status=status)
+    assert yahoo.history(Asset("ARM", "STOCK"), date(2019, 8, 14), date(2020, 7, 29)) == []
+    assert len(fake_api.requests_to("/v8/finance/chart/ARM")) == 1
+
+
+def test_another_bad_request_still_stops_the_job(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", {"chart": {"result": None, "error": {
+        "code": "Bad Request", "description": "Invalid input - interval=1d is not supported"}}}, status=400)
+    with pytest.raises(FatalError, match="400"):
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+
+
 def test_a_range_with_no_sessions_is_an_empty_history(yahoo, fake_api):
     payload = fixture_json("yahoo/chart_AAPL.json")
     result = payload["chart"]["result"][0]

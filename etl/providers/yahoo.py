@@ -13,6 +13,11 @@ request; it accepts at most 20 symbols a call. Errors arrive either as an HTTP
 status (404 for an unknown symbol) or inside a 200 as `chart.error` /
 `spark.error` `{code, description}` with a null result.
 
+A window entirely before an asset's first trading day is answered with HTTP 400
+and `chart.error` {"code": "Bad Request", "description": "Data doesn't exist for
+startDate = …, endDate = …"}. That is an answer, not a failure: the history of
+that span is empty, so the pipeline records its days and does not ask again.
+
 Yahoo publishes no rate limit for these endpoints; 60 requests a minute is our
 own, polite ceiling.
 """
@@ -26,7 +31,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.errors import NotFoundError, RateLimitedError, RetryableError
+from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, get_json
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 NAME = "yahoo"
 SPARK_MAX_SYMBOLS = 20
 PERCENT_PLACES = Decimal("0.000001")
+NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
 
 # Exchange suffixes Yahoo appends to listings outside the US (VOD.L, 7203.T, SAP.DE …).
 # A dotted symbol whose suffix is not one of these is a share class (BRK.B), which Yahoo
@@ -101,6 +107,11 @@ def raise_for_api_error(error: Any, where: str) -> None:
     raise RetryableError(f"{NAME}: error for {where} ({detail}) — try again later or use another provider")
 
 
+def is_no_data_for_range(error: Any) -> bool:
+    """Whether a chart error says the asked window has no data (it lies before the first trade)."""
+    return isinstance(error, dict) and str(error.get("description") or "").startswith(NO_DATA_FOR_RANGE)
+
+
 # ---- time ----
 
 def exchange_zone(meta: dict) -> tzinfo:
@@ -145,11 +156,13 @@ def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: d
     return get_json(session, f"{base_url}{chart_path(symbol)}", params)
 
 
-def chart_result(payload: Any, where: str) -> dict:
-    """`chart.result[0]`, or the typed error the payload reports instead."""
+def chart_result(payload: Any, where: str) -> dict | None:
+    """`chart.result[0]`, None when the window has no data, or the typed error the payload reports instead."""
     chart = payload.get("chart") if isinstance(payload, dict) else None
     if not isinstance(chart, dict):
         raise RetryableError(f"{NAME}: unexpected answer for {where} (no 'chart' object) — try again later")
+    if is_no_data_for_range(chart.get("error")):
+        return None
     raise_for_api_error(chart.get("error"), where)
     results = chart.get("result")
     if not results:
@@ -168,9 +181,12 @@ def _price(value: Any, currency: str | None) -> Decimal | None:
 def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     """Bars from a chart payload, one per timestamp, prices in the major currency.
 
-    Nulls stay None (validation drops those rows); nothing is filtered here.
+    Nulls stay None (validation drops those rows); nothing is filtered here. A
+    window with no data at all gives no bars.
     """
     result = chart_result(payload, where or asset.spec)
+    if result is None:
+        return []
     meta = result.get("meta") or {}
     raw_currency = meta.get("currency")
     currency = to_major_unit(None, raw_currency)[1]
@@ -283,7 +299,14 @@ class YahooProvider(Provider):
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
         symbol = self.provider_symbol(asset)
-        payload = fetch_history(self.session, self.base_url, symbol, start, end)
+        try:
+            payload = fetch_history(self.session, self.base_url, symbol, start, end)
+        except FatalError as exc:
+            # get_json turns the 400 into a FatalError quoting the body; this 400 is an empty answer.
+            if NO_DATA_FOR_RANGE not in str(exc):
+                raise
+            log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
+            return []
         bars = parse_history(payload, asset, where=chart_path(symbol))
         return [bar for bar in bars if start <= bar.date <= end]
 
