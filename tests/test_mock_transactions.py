@@ -150,6 +150,7 @@ def market(db):
 @given(seed=st.integers(0, 2**32 - 1), accounts=st.integers(1, 3), months=st.integers(1, 4),
        per_month=st.integers(0, 14), mode=st.sampled_from(["", "--cash-only", "--stocks-only"]))
 def test_invariants_hold_for_any_seed(market, seed, accounts, months, per_month, mode):
+    market.cursor().execute("TRUNCATE accounts CASCADE")   # examples share the database; a seed may repeat
     options = ["--accounts", accounts, "--months", months, "--per-month", per_month, "--seed", seed]
     assert generate(*options, *([mode] if mode else [])) == 0
     assert violations(market) == {}
@@ -189,6 +190,18 @@ def test_the_same_seed_on_two_empty_databases_gives_identical_rows(market, datab
     assert generate(*options) == 0
     first, second = snapshot(market, schema), snapshot(market, other)
     assert first["transactions"] and first == second
+
+
+def test_a_seed_repeated_on_the_same_database_is_refused_with_exit_2(market, capsys):
+    options = ("--accounts", "2", "--months", "2", "--per-month", "4", "--seed", "1")
+    assert generate(*options) == 0
+    before = row_count(market, "transactions")
+    capsys.readouterr()
+    assert generate(*options) == 2
+    error = capsys.readouterr().err
+    assert "--seed 1" in error and "already exist" in error and "--account-id" in error
+    assert (row_count(market, "accounts"), row_count(market, "transactions")) == (2, before)
+    assert violations(market) == {}
 
 
 def test_a_different_seed_gives_different_rows(market, schema):

@@ -10,7 +10,9 @@ No balance, cash or asset, is ever negative on any date. holdings and
 holdings_monthly are updated in the same database transaction, which also
 records the run and its MOCK_TRANSACTIONS_COMPLETE event: a failure leaves
 nothing behind. The same --seed on the same database contents gives the same
-rows.
+rows; new account ids come from the seed too, so a seed whose new accounts
+already exist is refused (exit 2): use another --seed, or --account-id to add
+history to existing accounts.
 
 Units: the currency code for cash (2 decimals), SHARES for stocks and ETFs
 (4 decimals), COINS for crypto (8 decimals).
@@ -131,7 +133,9 @@ def generate(conn, args) -> Outcome:
         assets = [] if args.cash_only else _tradable_assets(conn, args.symbols)
         asset_sql.register_assets(cur, [Asset(args.currency, "CASH", name=f"{args.currency} cash",
                                                currency=args.currency)])
-        accounts = tuple(dict.fromkeys([*args.account_id, *new_account_ids(rng, args.accounts or 0)]))
+        fresh = new_account_ids(rng, args.accounts or 0)
+        _refuse_existing(cur, fresh, args.seed)
+        accounts = tuple(dict.fromkeys([*args.account_id, *fresh]))
         cur.execute("INSERT INTO accounts (account_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
                     ([str(a) for a in accounts],))
         first_day = _months_back(today, args.months - 1)
@@ -145,6 +149,18 @@ def generate(conn, args) -> Outcome:
     log.info("holdings: %d row(s) written, monthly holdings: %d row(s) written",
              change.holdings_written, change.monthly_written)
     return Outcome(accounts, count, first_day, today)
+
+
+def _refuse_existing(cur, fresh: list[UUID], seed: int) -> None:
+    """Stop (exit 2) when the seed's new account ids exist already: its rows would land in old accounts."""
+    cur.execute("SELECT account_id FROM accounts WHERE account_id = ANY(%s::uuid[]) ORDER BY account_id",
+                ([str(a) for a in fresh],))
+    taken = [str(row[0]) for row in cur.fetchall()]
+    if taken:
+        raise UsageError(f"--seed {seed}: the {len(fresh)} new account id(s) it generates already exist "
+                         f"({len(taken)} of them, e.g. {taken[0]}), so this seed has run on this database "
+                         "before — pass another --seed for new accounts, or --account-id UUID to add "
+                         "history to existing ones")
 
 
 def _tradable_assets(conn, symbols: list[list[Asset]] | None) -> list[Asset]:
