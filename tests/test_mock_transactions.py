@@ -234,6 +234,36 @@ def test_an_asset_without_prices_trades_at_a_logged_synthetic_price(db, caplog):
     assert rows(db, NEGATIVE_BALANCES) == []
 
 
+def price_in_currencies(conn) -> None:
+    """The market's prices in USD, plus SAP priced in EUR (the asset table says EUR too)."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            UPDATE market_data SET currency = 'USD';
+            INSERT INTO asset (symbol, asset_type, currency) VALUES ('SAP', 'STOCK', 'EUR');
+            INSERT INTO market_data (symbol, asset_type, date, price, currency, source, as_of)
+            SELECT 'SAP', 'STOCK', d::date, 180.25, 'EUR', 'test', now()
+              FROM generate_series(current_date - interval '6 months', current_date, interval '1 day') AS d""")
+
+
+def test_only_assets_priced_in_the_cash_currency_are_traded_and_the_rest_logged_once(market, caplog):
+    price_in_currencies(market)
+    assert generate("--accounts", "2", "--months", "3", "--per-month", "20", "--seed", "5", "--currency", "EUR") == 0
+    traded = {row[0] for row in rows(market, "SELECT DISTINCT symbol FROM transactions")}
+    assert traded == {"EUR", "SAP"}
+    skipped = [r.getMessage() for r in caplog.records if "not trading" in r.getMessage()]
+    assert len(skipped) == 1
+    assert all(word in skipped[0] for word in ("AAPL:STOCK", "VOO:ETF", "BTC:CRYPTO", "priced in USD", "EUR"))
+    assert violations(market) == {}
+
+
+def test_a_named_asset_priced_in_another_currency_exits_2_naming_its_currency(market, capsys):
+    price_in_currencies(market)
+    assert generate("--symbols", "SAP:STOCK,AAPL:STOCK", "--currency", "EUR", "--seed", "1") == 2
+    error = capsys.readouterr().err
+    assert "AAPL:STOCK is priced in USD" in error and "--currency USD" in error
+    assert row_count(market, "transactions") == 0
+
+
 def test_cash_only_writes_only_cash_and_stocks_only_makes_no_deposits_after_the_opening(market):
     assert generate("--accounts", "1", "--months", "2", "--per-month", "8", "--seed", "4", "--cash-only") == 0
     assert row_count(market, "transactions", "asset_type <> 'CASH'") == 0

@@ -14,6 +14,12 @@ rows; new account ids come from the seed too, so a seed whose new accounts
 already exist is refused (exit 2): use another --seed, or --account-id to add
 history to existing accounts.
 
+Only assets priced in the cash currency (--currency) are traded, so a cash leg
+is always in the asset's own currency: by default the others are left out
+with one log line; one named in --symbols stops the run (exit 2). An asset's
+currency is that of its newest price in market_data, else the asset table's;
+an asset with neither is taken to be priced in --currency.
+
 Units: the currency code for cash (2 decimals), SHARES for stocks and ETFs
 (4 decimals), COINS for crypto (8 decimals).
 """
@@ -42,7 +48,7 @@ from etl.holdings import apply_transactions  # noqa: E402
 from etl.holdings_cli import uuid_argument  # noqa: E402
 from etl.mock.generator import Plan, generate_rows, new_account_ids  # noqa: E402
 from etl.mock.load import copy_transactions  # noqa: E402
-from etl.mock.prices import load_price_book  # noqa: E402
+from etl.mock.prices import load_price_book, price_currencies  # noqa: E402
 from etl.models import Asset  # noqa: E402
 from etl.utils.db_utils import job_run  # noqa: E402
 
@@ -130,7 +136,7 @@ def generate(conn, args) -> Outcome:
     with conn.cursor() as cur:
         cur.execute("SELECT current_date")
         today = cur.fetchone()[0]
-        assets = [] if args.cash_only else _tradable_assets(conn, args.symbols)
+        assets = [] if args.cash_only else _tradable_assets(conn, args.symbols, args.currency)
         asset_sql.register_assets(cur, [Asset(args.currency, "CASH", name=f"{args.currency} cash",
                                                currency=args.currency)])
         fresh = new_account_ids(rng, args.accounts or 0)
@@ -163,13 +169,41 @@ def _refuse_existing(cur, fresh: list[UUID], seed: int) -> None:
                          "history to existing ones")
 
 
-def _tradable_assets(conn, symbols: list[list[Asset]] | None) -> list[Asset]:
+def _tradable_assets(conn, symbols: list[list[Asset]] | None, currency: str) -> list[Asset]:
     if not symbols:
-        found = asset_sql.active_assets(conn, TRADABLE_TYPES)
+        found = _in_currency(conn, asset_sql.active_assets(conn, TRADABLE_TYPES), currency)
         if not found:
-            log.warning("no active STOCK, ETF or CRYPTO assets: generating cash transactions only "
-                        "(add some with `etl assets add AAPL:STOCK BTC:CRYPTO`)")
+            log.warning("no active STOCK, ETF or CRYPTO assets priced in %s: generating cash transactions only "
+                        "(add some with `etl assets add AAPL:STOCK BTC:CRYPTO`)", currency)
         return found
+    wanted = _named_assets(conn, symbols)
+    priced = price_currencies(conn, wanted)
+    for asset in wanted:
+        other = priced.get((asset.symbol, asset.asset_type))
+        if other and other != currency:
+            raise UsageError(f"--symbols: {asset.spec} is priced in {other}, but the cash is in {currency} — "
+                             f"run with --currency {other} to trade it (one currency per run), or leave it out")
+    return wanted
+
+
+def _in_currency(conn, assets: list[Asset], currency: str) -> list[Asset]:
+    """The assets priced in `currency` (or in nothing known); the others are named in one log line."""
+    priced = price_currencies(conn, assets)
+    kept, left_out = [], {}
+    for asset in assets:
+        other = priced.get((asset.symbol, asset.asset_type))
+        if other and other != currency:
+            left_out.setdefault(other, []).append(asset.spec)
+        else:
+            kept.append(asset)
+    if left_out:
+        log.info("not trading %s: the cash is in %s (run with --currency of those assets to trade them)",
+                 "; ".join(f"{', '.join(specs)} (priced in {other})" for other, specs in sorted(left_out.items())),
+                 currency)
+    return kept
+
+
+def _named_assets(conn, symbols: list[list[Asset]]) -> list[Asset]:
     wanted = _flat(symbols)
     for asset in wanted:
         if asset.asset_type not in TRADABLE_TYPES:

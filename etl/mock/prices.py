@@ -5,6 +5,9 @@ on or before D. An asset with some history is not traded before its first
 known day. An asset with no history at all gets one synthetic price for the
 whole span, drawn from the seed (so reruns agree) and logged, because mock
 trades at invented prices should never pass unnoticed.
+
+`price_currencies` says what currency each asset is priced in, so that a cash
+leg is never paid in another currency than the asset's price.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ _PRICES_STATEMENT = """
                                 WHERE e.symbol = m.symbol AND e.asset_type = m.asset_type
                                   AND e.date <= %(first_day)s), %(first_day)s)
      ORDER BY m.symbol, m.asset_type, m.date
+"""
+
+
+# The currency of each asset's newest price that names one, else the asset table's currency.
+_CURRENCIES_STATEMENT = """
+    SELECT w.symbol, w.asset_type,
+           coalesce((SELECT m.currency FROM market_data m
+                      WHERE m.symbol = w.symbol AND m.asset_type = w.asset_type AND m.currency IS NOT NULL
+                      ORDER BY m.date DESC LIMIT 1),
+                    a.currency)
+      FROM unnest(%(symbols)s::text[], %(types)s::text[]) AS w(symbol, asset_type)
+      LEFT JOIN asset a USING (symbol, asset_type)
 """
 
 
@@ -70,6 +85,14 @@ def load_price_book(conn, assets: list[Asset], first_day: date, last_day: date, 
                         asset.spec, last_day, price)
             by_asset[asset] = [price] * days
     return PriceBook(first_day, by_asset, frozenset(synthetic))
+
+
+def price_currencies(conn, assets: list[Asset]) -> dict[tuple[str, str], str | None]:
+    """(symbol, asset_type) → the currency the asset is priced in, or None when nothing says."""
+    with conn.cursor() as cur:
+        cur.execute(_CURRENCIES_STATEMENT, {"symbols": [a.symbol for a in assets],
+                                            "types": [a.asset_type for a in assets]})
+        return {(symbol, asset_type): currency for symbol, asset_type, currency in cur.fetchall()}
 
 
 def carried_forward(prices: dict[date, Decimal], first_day: date, days: int) -> list[Decimal | None]:
