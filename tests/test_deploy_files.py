@@ -69,6 +69,7 @@ def test_each_crontab_line_becomes_one_scheduled_job_in_utc():
         ("2-59/5 0-21 * * 1-5", "etl-cron fetch_market_index_data"),
         ("30 2 * * *", "etl-cron fetch_historical_market_data"),
         ("*/10 * * * *", "etl-cron outbox flush"),
+        ("15 0 1 * *", "etl-cron holdings rebuild"),
     ]
     config = crontab_module().to_yacron((REPO / "crontab").read_text())
     assert "  utc: true" in config and "  concurrencyPolicy: Forbid" in config

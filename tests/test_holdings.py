@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from etl.holdings import apply_transactions
+from etl.holdings import apply_transactions, rebuild_holdings
 from support.db import row_count, rows, scalar
 
 ALICE = uuid.UUID("11111111-1111-4111-8111-111111111111")
@@ -204,3 +204,12 @@ def test_an_update_does_not_wait_for_open_inserts_into_its_accounts(db, ledger, 
     apply(other, ALICE, BOB)
     assert holding(db, ALICE, "USD")[0][0] == Decimal("4.00")
     assert holding(db, BOB, "USD")[0][0] == Decimal("6.00")
+
+
+def test_the_monthly_rebuild_gives_an_idle_account_its_row_for_the_new_month(db, ledger):
+    add(ledger, ALICE, months_ago(db, 1, 20), "USD", credit="70.00")
+    apply(ledger, ALICE)
+    next_month = months_ago(db, -1)
+    rebuild_holdings(ledger, today=next_month)      # what the crontab's run on the 1st does
+    ledger.commit()
+    assert monthly(db, ALICE, "USD")[-2:] == [(months_ago(db, 0), Decimal("70.00")), (next_month, Decimal("70.00"))]
