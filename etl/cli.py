@@ -98,9 +98,4 @@ def _report(prog: str, settings: Settings, message: str, exc: BaseException) -> 
     print(f"{prog}: {redact(message)}", file=sys.stderr)
 
 
-def usage_exit(parser: argparse.ArgumentParser, message: str) -> None:
-    """Exit 2 with the parser's usage line and `message` (argparse's own convention)."""
-    parser.error(message)
-
-
-__all__ = ["EXIT_USAGE", "asset_list", "iso_date", "job_parser", "run_cli", "usage_exit"]
+__all__ = ["EXIT_USAGE", "asset_list", "iso_date", "job_parser", "run_cli"]
