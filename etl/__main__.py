@@ -33,14 +33,22 @@ EXTRA_COMMANDS = {
 }
 
 
+COMMAND_SUMMARIES = {
+    "fetch_historical_market_data": "job: daily bars, only the missing ranges",
+    "fetch_market_data": "job: live quotes (stocks, ETFs, crypto, forex)",
+    "fetch_market_index_data": "job: live index quotes",
+    "generate_mock_transactions": "job: mock accounts, transactions, holdings",
+    "holdings": "rebuild holdings from transactions",
+    "worker": "run jobs requested on Kafka",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description=__doc__, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for job in JOBS:
-        commands.add_parser(job, help=f"run the {job} job (etl {job} --help)", add_help=False)
-    for name in EXTRA_COMMANDS:
-        commands.add_parser(name, help=f"see etl {name} --help", add_help=False)
+    for name, summary in COMMAND_SUMMARIES.items():
+        commands.add_parser(name, help=summary, add_help=False)
 
     commands.add_parser("migrate", help="apply pending database migrations")
 
