@@ -109,6 +109,20 @@ def test_newer_column_stops_an_older_row_replacing_a_newer_one(market):
     assert scalar(market, "SELECT price FROM market_data") == Decimal("300")
 
 
+def test_a_column_left_out_of_the_comparison_alone_does_not_rewrite_the_row(market):
+    upsert(market, [bar(day=1)])
+    before = versions(market)
+    assert upsert(market, [bar(day=1, as_of=T1)], compare_exclude=("as_of",)) == 0
+    assert versions(market) == before
+    assert scalar(market, "SELECT as_of FROM market_data") == T0
+
+
+def test_a_column_left_out_of_the_comparison_is_still_written_with_a_change(market):
+    upsert(market, [bar(day=1)])
+    assert upsert(market, [bar(day=1, price="99", as_of=T1)], compare_exclude=("as_of",)) == 1
+    assert rows(market, "SELECT price, as_of FROM market_data") == [(Decimal("99"), T1)]
+
+
 def test_decimal_digits_are_kept_exactly(market):
     exact = Decimal("123.456789012345678901")
     upsert(market, [bar(price=str(exact), volume="12345678901234567890.000000001")])

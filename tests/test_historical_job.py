@@ -115,6 +115,14 @@ def test_full_refresh_refetches_the_whole_range(yahoo, db):
     assert yahoo.requested_days("AAPL") == [(START, END)]
 
 
+def test_a_full_refresh_over_identical_data_rewrites_no_row(yahoo, db):
+    assert backfill("AAPL:STOCK") == 0
+    before = rows(db, "SELECT date, xmin::text FROM market_data ORDER BY date")
+    assert backfill("AAPL:STOCK", extra=["--full-refresh"]) == 0
+    assert rows(db, "SELECT date, xmin::text FROM market_data ORDER BY date") == before
+    assert scalar(db, "SELECT rows_upserted FROM etl_job_runs ORDER BY run_id DESC LIMIT 1") == 0
+
+
 def test_the_lookback_window_is_rechecked_every_run(yahoo, db, monkeypatch):
     monkeypatch.setenv("ETL_LOOKBACK_DAYS", "3")
     today = date.today()

@@ -112,10 +112,14 @@ def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list
 
 
 def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
-    """Historical bars; `as_of` is the provider's stamp, else the time of the fetch."""
+    """Historical bars; `as_of` is the provider's stamp, else the time of the fetch.
+
+    A refetched bar whose values did not change is not rewritten: `as_of` alone
+    (a new fetch time) is not a change.
+    """
     rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume,
              b.currency, b.source, b.as_of or fetched_at) for b in bars)
-    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY)
+    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY, compare_exclude=("as_of",))
 
 
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:

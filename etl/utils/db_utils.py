@@ -152,20 +152,24 @@ def _pending_migrations(conn, schema: str) -> list[str] | None:
 
 def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                 key: Sequence[str], newer_column: str | None = None,
-                touch_column: str | None = "updated_at", batch_size: int = 100_000) -> int:
+                touch_column: str | None = "updated_at", compare_exclude: Sequence[str] = (),
+                batch_size: int = 100_000) -> int:
     """Insert or update `rows` into `table`; return how many rows were written.
 
     Each batch is COPYed into a temporary table and merged with one
     `INSERT … ON CONFLICT DO UPDATE`. A row whose values equal the stored ones is
     not rewritten (no dead tuple); with `newer_column`, a row older than the
     stored one never replaces it. Rows repeating a key keep the last one.
+    Columns in `compare_exclude` (a fetch stamp, say) do not count as a change:
+    they are written only along with a change in another column.
     """
     update_columns = [c for c in columns if c not in key]
     stage = sql.Identifier("pg_temp", f"_stage_{table}")
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {stage}; "
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
-    merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column)
+    merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column,
+                             compare_exclude)
     copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
     copy_text = copy.as_string(cur)
     key_positions = [list(columns).index(k) for k in key]
@@ -180,15 +184,16 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     return written
 
 
-def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column):
+def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=()):
     target = sql.Identifier(table)
     if update_columns:
         assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in update_columns]
         if touch_column and touch_column not in columns:
             assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+        compared = [c for c in update_columns if c not in compare_exclude] or update_columns
         changed = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
-            old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in update_columns),
-            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in update_columns))
+            old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in compared),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared))
         if newer_column:
             changed = sql.SQL("{changed} AND ({target}.{col} IS NULL OR EXCLUDED.{col} >= {target}.{col})").format(
                 changed=changed, col=sql.Identifier(newer_column), target=target)
