@@ -27,7 +27,7 @@ def market(db):
 
 
 def bar(symbol="AAPL", day=1, price="100.5", volume="1000", source="yahoo", as_of=T0):
-    return (symbol, "STOCK", date(2024, 1, day), Decimal(price), Decimal(volume), source, as_of)
+    return (symbol, "STOCK", date(2024, 1, day), Decimal(price), volume and Decimal(volume), source, as_of)
 
 
 def upsert(db, batch, **options) -> int:
@@ -121,6 +121,21 @@ def test_a_column_left_out_of_the_comparison_is_still_written_with_a_change(mark
     upsert(market, [bar(day=1)])
     assert upsert(market, [bar(day=1, price="99", as_of=T1)], compare_exclude=("as_of",)) == 1
     assert rows(market, "SELECT price, as_of FROM market_data") == [(Decimal("99"), T1)]
+
+
+def test_a_column_kept_when_null_keeps_its_stored_value(market):
+    upsert(market, [bar(day=1, volume="1000")])
+    assert upsert(market, [bar(day=1, price="99", volume=None)], keep_when_null=("volume",)) == 1
+    assert rows(market, "SELECT price, volume FROM market_data") == [(Decimal("99"), Decimal("1000"))]
+
+
+def test_a_column_cleared_on_change_is_nulled_only_when_its_source_changes(market):
+    upsert(market, [bar(day=1), bar(day=2)])
+    with market.cursor() as cur:
+        cur.execute("UPDATE market_data SET adj_close = 98")
+    upsert(market, [bar(day=1, price="101"), bar(day=2, volume="5")], clear_on_change={"adj_close": "price"})
+    assert rows(market, "SELECT date, adj_close FROM market_data ORDER BY date") == \
+        [(date(2024, 1, 1), None), (date(2024, 1, 2), Decimal("98"))]
 
 
 def test_decimal_digits_are_kept_exactly(market):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from support.db import row_count, rows, scalar
+from support.fake_api import Request
 from support.runner import run_etl
 from support.yahoo_server import SPARK_BATCH, YahooServer
 
@@ -108,3 +109,37 @@ def test_the_run_and_its_event_are_recorded(yahoo, db):
     payload = scalar(db, "SELECT payload FROM etl_outbox WHERE topic LIKE %s", ("%MARKET_DATA_UPDATE_COMPLETE",))
     assert (payload["status"], sorted(payload["symbols"]), payload["rows_upserted"]) == \
         ("success", ["AAPL", "MSFT"], 2)
+
+
+ECB_RATE = Decimal("1.0876")
+
+
+def frankfurter_latest(request: Request) -> dict:
+    """`/latest?base=EUR&symbols=USD` in Frankfurter's documented format: a rate, no open/high/low."""
+    return {"amount": 1.0, "base": request.query["base"], "date": date.today().isoformat(),
+            "rates": {s: float(ECB_RATE) for s in request.query["symbols"].split(",")}}
+
+
+def test_a_quote_without_ohlc_keeps_the_days_stored_open_high_low_and_volume(yahoo, db, monkeypatch):
+    monkeypatch.setenv("FRANKFURTER_BASE_URL", yahoo.base_url)
+    monkeypatch.setenv("FOREX_PROVIDERS", "yahoo,frankfurter")
+    yahoo.api.route("/latest", frankfurter_latest)
+    yahoo.quote_time = today_at(7)  # before the ECB's 16:00 CET rate of the day
+    track("EUR/USD:FOREX")
+    assert run_etl(JOB) == 0
+    ohlcv = rows(db, "SELECT open, high, low, volume FROM market_data")[0]
+    assert None not in ohlcv
+    yahoo.unknown.add("EURUSD=X")
+    assert run_etl(JOB) == 0
+    assert rows(db, "SELECT price, source FROM market_data") == [(ECB_RATE, "frankfurter")]
+    assert rows(db, "SELECT open, high, low, volume FROM market_data")[0] == ohlcv
+
+
+def test_a_quote_that_moves_the_price_clears_the_days_adjusted_close(yahoo, db):
+    track("AAPL:STOCK")
+    assert run_etl(JOB) == 0
+    with db.cursor() as cur:
+        cur.execute("UPDATE market_data SET adj_close = price")
+    yahoo.quote_time, yahoo.quote_bump = today_at(11), Decimal("2")
+    assert run_etl(JOB) == 0
+    assert rows(db, "SELECT price, adj_close FROM market_data") == [(yahoo.quote_price("AAPL"), None)]

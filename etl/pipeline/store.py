@@ -16,6 +16,7 @@ BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "hi
                "currency", "source", "as_of")
 QUOTE_COLUMNS = ("symbol", "asset_type", "date", "price", "change", "percent_change", "open", "high", "low",
                  "volume", "currency", "source", "as_of")
+QUOTE_KEEP_WHEN_NULL = ("open", "high", "low", "volume")
 
 
 def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
@@ -123,10 +124,16 @@ def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
 
 
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
-    """Live quotes as the row of their trading date; an older quote never replaces a newer one."""
+    """Live quotes as the row of their trading date; an older quote never replaces a newer one.
+
+    A quote without open/high/low/volume (an ECB rate, a CoinGecko price) keeps
+    those already stored for the day; a quote that moves the price clears
+    adj_close, which the historical job fills from the provider's adjusted close.
+    """
     rows = ((q.symbol, q.asset_type, q.date, q.price, q.change, q.percent_change, q.open, q.high, q.low,
              q.volume, q.currency, q.source, q.as_of) for q in quotes)
-    return bulk_upsert(cur, "market_data", QUOTE_COLUMNS, rows, key=MARKET_DATA_KEY, newer_column="as_of")
+    return bulk_upsert(cur, "market_data", QUOTE_COLUMNS, rows, key=MARKET_DATA_KEY, newer_column="as_of",
+                       keep_when_null=QUOTE_KEEP_WHEN_NULL, clear_on_change={"adj_close": "price"})
 
 
 def store_learned_symbols(cur, learned: dict[Asset, tuple[str, str]]) -> None:

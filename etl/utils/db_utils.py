@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 from uuid import UUID
 
 import psycopg2
@@ -153,6 +153,7 @@ def _pending_migrations(conn, schema: str) -> list[str] | None:
 def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                 key: Sequence[str], newer_column: str | None = None,
                 touch_column: str | None = "updated_at", compare_exclude: Sequence[str] = (),
+                keep_when_null: Sequence[str] = (), clear_on_change: Mapping[str, str] | None = None,
                 batch_size: int = 100_000) -> int:
     """Insert or update `rows` into `table`; return how many rows were written.
 
@@ -161,7 +162,11 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     not rewritten (no dead tuple); with `newer_column`, a row older than the
     stored one never replaces it. Rows repeating a key keep the last one.
     Columns in `compare_exclude` (a fetch stamp, say) do not count as a change:
-    they are written only along with a change in another column.
+    they are written only along with a change in another column. Columns in
+    `keep_when_null` keep their stored value when the new one is NULL (a source
+    that does not give them). `clear_on_change` maps a column not loaded here to
+    the loaded column whose change makes it stale: it is set to NULL when that
+    column's value changes (adj_close when a quote moves the price).
     """
     update_columns = [c for c in columns if c not in key]
     stage = sql.Identifier("pg_temp", f"_stage_{table}")
@@ -169,7 +174,7 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
     merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column,
-                             compare_exclude)
+                             compare_exclude, keep_when_null, clear_on_change or {})
     copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
     copy_text = copy.as_string(cur)
     key_positions = [list(columns).index(k) for k in key]
@@ -184,16 +189,26 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     return written
 
 
-def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=()):
+def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=(),
+                     keep_when_null=(), clear_on_change=None):
     target = sql.Identifier(table)
     if update_columns:
-        assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in update_columns]
+        def new_value(c: str) -> sql.Composable:
+            if c in keep_when_null:
+                return sql.SQL("coalesce(EXCLUDED.{c}, {target}.{c})").format(c=sql.Identifier(c), target=target)
+            return sql.SQL("EXCLUDED.{}").format(sql.Identifier(c))
+
+        assignments = [sql.SQL("{} = {}").format(sql.Identifier(c), new_value(c)) for c in update_columns]
+        for stale, source in (clear_on_change or {}).items():
+            assignments.append(sql.SQL("{stale} = CASE WHEN {target}.{source} IS DISTINCT FROM EXCLUDED.{source} "
+                                       "THEN NULL ELSE {target}.{stale} END").format(
+                stale=sql.Identifier(stale), source=sql.Identifier(source), target=target))
         if touch_column and touch_column not in columns:
             assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
         compared = [c for c in update_columns if c not in compare_exclude] or update_columns
         changed = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
             old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in compared),
-            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared))
+            new=sql.SQL(", ").join(new_value(c) for c in compared))
         if newer_column:
             changed = sql.SQL("{changed} AND ({target}.{col} IS NULL OR EXCLUDED.{col} >= {target}.{col})").format(
                 changed=changed, col=sql.Identifier(newer_column), target=target)
