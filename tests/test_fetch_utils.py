@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.errors import FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
 from etl.utils import fetch_utils
 from etl.utils.fetch_utils import RateLimiter, get_json, make_session
 from support.fake_api import Response
@@ -204,3 +204,34 @@ def test_a_429_with_retry_after_holds_the_sessions_limiter(fake_api, monkeypatch
     monkeypatch.setattr(client.limiter, "hold", holds.append)
     get_json(client, f"{fake_api.base_url}/quote")
     assert holds == [1]
+
+
+class CountingBudget:
+    """A daily allowance of `allowed` requests that counts its reservations."""
+
+    def __init__(self, allowed: int):
+        self.allowed = allowed
+        self.reserved = 0
+
+    def reserve(self) -> None:
+        if self.reserved >= self.allowed:
+            raise QuotaExhaustedError(f"testapi: today's budget of {self.allowed} request(s) is spent")
+        self.reserved += 1
+
+
+def test_a_retried_request_is_counted_and_reserved_from_the_daily_budget(fake_api):
+    fake_api.route("/quote", in_turn(Response(429, {"error": "slow down"}, headers={"Retry-After": "0"}),
+                                     Response(200, {"ok": True})))
+    budget = CountingBudget(allowed=25)
+    client = session(budget=budget)
+    assert get_json(client, f"{fake_api.base_url}/quote") == {"ok": True}
+    assert client.requests_made == 2 == budget.reserved == len(fake_api.requests_to("/quote"))
+
+
+def test_a_budget_spent_during_retries_ends_them_with_quota_exhausted(fake_api):
+    fake_api.route("/quote", Response(503, "busy"))
+    budget = CountingBudget(allowed=2)
+    client = session(budget=budget)
+    with pytest.raises(QuotaExhaustedError):
+        get_json(client, f"{fake_api.base_url}/quote")
+    assert len(fake_api.requests_to("/quote")) == 2 == client.requests_made

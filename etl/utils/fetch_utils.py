@@ -63,14 +63,18 @@ class _PacedRetry(Retry):
     urllib3 retries inside the adapter, below `ProviderSession.request`, so
     without this a retried request would skip the limiter. A Retry-After also
     holds every other thread of the session, and is capped at
-    MAX_RETRY_AFTER_SECONDS.
+    MAX_RETRY_AFTER_SECONDS. A retry costs the provider's quota like any
+    request, so it is reserved from the session's daily budget (a spent budget
+    ends the retries with QuotaExhaustedError) and counted in `requests_made`.
     """
 
     limiter: RateLimiter | None = None
+    session: "ProviderSession | None" = None
 
     def new(self, **kwargs):
         retry = super().new(**kwargs)
         retry.limiter = self.limiter
+        retry.session = self.session
         return retry
 
     def get_retry_after(self, response):
@@ -78,12 +82,16 @@ class _PacedRetry(Retry):
         return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
 
     def sleep(self, response=None):
+        if self.session is not None and self.session.budget is not None:
+            self.session.budget.reserve()
         retry_after = self.get_retry_after(response) if response is not None else None
         if self.limiter is not None and retry_after:
             self.limiter.hold(retry_after)
         super().sleep(response)
         if self.limiter is not None:
             self.limiter.wait()
+        if self.session is not None:
+            self.session.count_request()
 
 
 class RequestBudget(Protocol):
@@ -113,9 +121,12 @@ class ProviderSession(requests.Session):
         if self.budget is not None:
             self.budget.reserve()
         self.limiter.wait()
+        self.count_request()
+        return super().request(method, url, **kwargs)
+
+    def count_request(self) -> None:
         with self._count_lock:
             self.requests_made += 1
-        return super().request(method, url, **kwargs)
 
 
 def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,
@@ -140,6 +151,7 @@ def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | No
     )
     retry.limiter = limiter
     session = ProviderSession(provider, timeout=timeout, limiter=limiter, budget=budget)
+    retry.session = session
     adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
