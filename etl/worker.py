@@ -5,8 +5,10 @@ Each message on a request topic is a JSON object of the job's options
 The offset is committed only after the job has finished, so a worker that dies
 mid-job leaves the request to the next member of the group; jobs are
 idempotent, so redoing one is harmless. A request that cannot be run (not
-JSON, an unknown option, a bad value) goes to <topic>.DLQ with its error.
-A job that finds its lock held (exit 75) is retried shortly, not dropped.
+JSON, an unknown option, a bad value) goes to <topic>.DLQ with its error, and
+so does a request whose job failed (exit 1: the database unreachable, every
+asset failed), so that it can be replayed once the cause is fixed rather than
+lost. A job that finds its lock held (exit 75) is retried shortly, not dropped.
 
 SIGTERM or Ctrl-C: the current job may finish within --stop-grace seconds,
 otherwise it is abandoned (rolled back, its offset not committed); the worker
@@ -301,7 +303,9 @@ class Worker:
             elif code in (EXIT_OK, EXIT_PARTIAL):
                 log.info("%s: %s finished with exit %d", where, job, code)
             else:
-                log.error("%s: %s failed with exit %d (see etl_job_runs); the request is done", where, job, code)
+                cause = self.stderr.last_line() or "no error line"
+                self.dead_letter(record, where, f"{job} failed with exit {code} (see etl_job_runs): {cause}",
+                                 kind="failed request", exit_code=code)
         self._commit(partition, OffsetAndMetadata(record.offset + 1, "", -1), where)
 
     def parser(self, job: str) -> argparse.ArgumentParser:
@@ -327,8 +331,10 @@ class Worker:
         # JobAbandoned raised inside a driver callback (psycopg2's COPY) comes back as a database error
         return None if self.abandoned else code
 
-    def dead_letter(self, record, where: str, error: str) -> None:
-        log.error("%s: poison request sent to %s%s: %s", where, record.topic, DLQ_SUFFIX, error)
+    def dead_letter(self, record, where: str, error: str, *, kind: str = "poison request",
+                    exit_code: int | None = None) -> None:
+        """Send the request to <topic>.DLQ with why, to be replayed (re-sent to its topic) once fixed."""
+        log.error("%s: %s sent to %s%s: %s", where, kind, record.topic, DLQ_SUFFIX, error)
         letter = {
             "topic": record.topic,
             "partition": record.partition,
@@ -336,6 +342,7 @@ class Worker:
             "key": record.key.decode("utf-8", "replace") if record.key else None,
             "value": record.value.decode("utf-8", "replace") if record.value is not None else None,
             "error": error,
+            "exit_code": exit_code,
             "failed_at": datetime.now(timezone.utc).isoformat(),
         }
         key = letter["key"] or self.topics[record.topic]

@@ -197,6 +197,24 @@ def test_a_poison_request_lands_in_the_dlq_and_the_next_request_still_runs(worke
     assert worker.stop() == 0
 
 
+def test_a_request_whose_job_fails_lands_in_the_dlq_with_its_error_instead_of_being_lost(
+        workers, with_kafka, etl_env, db):
+    worker = workers()
+    topic = etl_env["KAFKA_TOPIC_PREFIX"] + "HISTORICAL_MARKET_DATA_REQUEST"
+    # Yahoo's base URL points at a closed port: every asset fails and the job exits 1.
+    failing = {"symbols": ["AAPL:STOCK"], "start": "2024-01-02", "end": "2024-01-05"}
+    send_requests(with_kafka, topic, [failing], partitions=1)
+
+    wait_until(lambda: finished_runs(db) == 1, what="the failing run", logs=[worker])
+    (letter,) = read_events(with_kafka, topic + ".DLQ", expect=1, timeout=20)
+    assert (letter["topic"], letter["offset"], letter["exit_code"]) == (topic, 0, 1)
+    assert json.loads(letter["value"]) == failing
+    assert "exit 1" in letter["error"] and "fetch_historical_market_data" in letter["error"]
+    assert scalar(db, "SELECT status FROM etl_job_runs") == "failed"
+    assert "failed request sent to" in worker.log()
+    assert worker.stop() == 0
+
+
 def test_a_worker_killed_mid_job_leaves_the_request_to_the_other_which_redoes_it(
         workers, with_kafka, etl_env, db, database_url):
     big = mock_request(5, accounts=300, months=24, per_month=20)
