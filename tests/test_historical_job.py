@@ -74,6 +74,17 @@ def test_a_holiday_is_never_requested_again(yahoo, db):
     assert yahoo.chart_requests() == []
 
 
+def test_a_day_whose_bar_failed_validation_is_asked_for_again(yahoo, db):
+    yahoo.broken.add(("AAPL", date(2024, 2, 14)))
+    assert backfill("AAPL:STOCK") == 0
+    assert date(2024, 2, 14) not in stored_days(db, "AAPL")
+    yahoo.broken.clear()
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK") == 0
+    assert yahoo.requested_days("AAPL") == [(date(2024, 2, 14), date(2024, 2, 14))]
+    assert date(2024, 2, 14) in stored_days(db, "AAPL")
+
+
 def test_days_before_listing_are_not_asked_for_again(yahoo, db):
     yahoo.listed["NEWCO"] = date(2024, 3, 1)
     assert backfill("NEWCO:STOCK") == 0

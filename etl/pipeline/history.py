@@ -51,7 +51,8 @@ class Fetched:
     """What the fetch of one asset brought back: per span, the provider and the validated bars."""
 
     asset: Asset
-    parts: list[tuple[Span, str, Validated, int]] = field(default_factory=list)  # (span, provider, rows, returned)
+    # (span, provider, validated rows, days the provider returned a row for, valid or not)
+    parts: list[tuple[Span, str, Validated, set[date]]] = field(default_factory=list)
     error: EtlError | None = None
 
 
@@ -111,7 +112,8 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
         except EtlError as exc:
             fetched.error = exc
             break
-        fetched.parts.append((span, provider, validate_bars(bars, span.start, span.end, today), len(bars)))
+        fetched.parts.append((span, provider, validate_bars(bars, span.start, span.end, today),
+                              {bar.date for bar in bars}))
     return fetched
 
 
@@ -165,7 +167,8 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
     rows = 0
     with run.conn.cursor() as cur:
         ledger = []
-        for span, provider, validated, returned in fetched.parts:
+        for span, provider, validated, served_days in fetched.parts:
+            returned = len(validated.rows) + validated.dropped
             if validated.dropped:
                 run.extra["dropped_rows"] += validated.dropped
                 log.info("%s: dropped %d of %d bars from %s for %s (%s)", asset.spec, validated.dropped, returned,
@@ -173,9 +176,9 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             rows += len(validated.rows)
             if not run.dry_run:
                 run.rows_upserted += store.upsert_bars(cur, validated.rows, fetched_at)
+                # Only a day with no row at all is empty: a day whose row was dropped is asked again.
                 ledger.append((asset, provider, span, returned, validated.dropped,
-                               empty_days(span, (bar.date for bar in validated.rows), today=today,
-                                          lookback_days=lookback_days)))
+                               empty_days(span, served_days, today=today, lookback_days=lookback_days)))
         if not run.dry_run:
             store.record_fetches(cur, ledger)
         if fetched.error is None:

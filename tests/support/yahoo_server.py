@@ -48,6 +48,7 @@ class YahooServer:
         self.unknown: set[str] = set(unknown)
         self.listed: dict[str, date] = dict(listed or {})
         self.failing: dict[str, int] = dict(failing or {})      # yahoo symbol → HTTP status
+        self.broken: set[tuple[str, date]] = set()              # (symbol, day) served with its close above its high
         self.quote_time: datetime | None = None                 # default: now
         self.quote_bump = Decimal(0)                            # added to every quote price
         self.names: dict[str, str] = {}
@@ -100,8 +101,8 @@ class YahooServer:
         closes = [close_price(symbol, d) for d in days]
         quote = {
             "open": [_num(c - 1) for c in closes],
-            "high": [_num(c + 2) for c in closes],
-            "low": [_num(c - 2) for c in closes],
+            "high": [_num(c - 5 if (symbol, d) in self.broken else c + 2) for c, d in zip(closes, days)],
+            "low": [_num(c - 6 if (symbol, d) in self.broken else c - 2) for c, d in zip(closes, days)],
             "close": [_num(c) for c in closes],
             "volume": [1_000_000 + d.toordinal() % 1000 for d in days],
         }
