@@ -1,11 +1,13 @@
 """fetch_historical_market_data end to end: gap filling against a Yahoo-shaped loopback server."""
 
-from datetime import date, timedelta
+import re
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
 from support.db import row_count, rows, scalar
 from support.events import read_events
+from support.fake_api import Request
 from support.runner import run_etl
 from support.yahoo_server import YahooServer, adjusted_close, close_price
 
@@ -169,3 +171,58 @@ def test_summary_line_counts_assets_rows_and_requests(yahoo, db, capsys):
     assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
     expected_rows = 2 * len(yahoo.trading_days("AAPL", START, END))
     assert f"2 asset(s) done, 0 failed, {expected_rows} rows upserted, 2 request(s)" in capsys.readouterr().out
+
+
+def coingecko_market_chart(request: Request) -> dict:
+    """`/coins/{id}/market_chart/range?vs_currency=usd&from&to` in CoinGecko's format: one
+    [unix ms, value] point at 12:00 UTC of each day in the window."""
+    first = datetime.fromtimestamp(int(request.query["from"]), timezone.utc).date()
+    last = min(datetime.fromtimestamp(int(request.query["to"]), timezone.utc).date(), date.today())
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    stamps = [int(datetime.combine(d, time(12), timezone.utc).timestamp() * 1000) for d in days]
+    return {"prices": [[t, 40000.5] for t in stamps], "market_caps": [[t, 8e11] for t in stamps],
+            "total_volumes": [[t, 2e10] for t in stamps]}
+
+
+@pytest.fixture
+def crypto_chain(yahoo, monkeypatch):
+    """CoinGecko (365 days of history on the free plan) and Yahoo (no limit) on one loopback server."""
+    monkeypatch.setenv("COINGECKO_BASE_URL", yahoo.base_url)
+    yahoo.api.route(re.compile(r"/coins/bitcoin/market_chart/range"), coingecko_market_chart)
+    return yahoo
+
+
+def coingecko_requested_days(api) -> list[tuple[date, date]]:
+    return [(datetime.fromtimestamp(int(r.query["from"]), timezone.utc).date(),
+             datetime.fromtimestamp(int(r.query["to"]), timezone.utc).date() - timedelta(days=1))
+            for r in api.requests_to("/coins/bitcoin/market_chart/range")]
+
+
+def test_days_older_than_the_first_providers_depth_are_asked_of_the_next_provider(crypto_chain, db, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "coingecko,yahoo")
+    today = date.today()
+    start, coingecko_from = today - timedelta(days=600), today - timedelta(days=364)
+    assert backfill("BTC:CRYPTO", start=start, end=today, extra=["--plan"]) == 0
+    assert f"BTC:CRYPTO: coingecko {start}..{today}" in capsys.readouterr().out
+    assert backfill("BTC:CRYPTO", start=start, end=today) == 0
+    assert coingecko_requested_days(crypto_chain.api) == [(coingecko_from, today)]
+    assert crypto_chain.requested_days("BTC-USD") == [(start, coingecko_from - timedelta(days=1))]
+    assert stored_days(db, "BTC")[0] == crypto_chain.trading_days("BTC-USD", start, start + timedelta(days=7))[0]
+    assert rows(db, "SELECT DISTINCT provider FROM market_data_fetch_ledger ORDER BY 1") == [("coingecko",), ("yahoo",)]
+
+
+def test_days_a_fallback_provider_could_not_reach_stay_missing_until_the_first_recovers(crypto_chain, db,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "yahoo,coingecko")
+    monkeypatch.setenv("ETL_LOOKBACK_DAYS", "3")
+    today = date.today()
+    start, coingecko_from = today - timedelta(days=600), today - timedelta(days=364)
+    crypto_chain.failing["BTC-USD"] = 500
+    assert backfill("BTC:CRYPTO", start=start, end=today) == 1
+    assert stored_days(db, "BTC")[0] == coingecko_from
+    del crypto_chain.failing["BTC-USD"]
+    crypto_chain.api.reset()
+    assert backfill("BTC:CRYPTO", start=start, end=today) == 0
+    assert crypto_chain.requested_days("BTC-USD") == [(start, coingecko_from - timedelta(days=1)),
+                                                       (today - timedelta(days=3), today)]

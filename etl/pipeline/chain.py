@@ -4,7 +4,10 @@ Order for an asset: `--provider` alone when given (the user asked for it by
 name); otherwise the asset's own `asset.provider` (when set), then the
 configured chain of its type (`*_PROVIDERS`). Providers that do
 not cover the type are skipped. A retryable or not-found error moves on to the
-next provider; a fatal one stops the job. A provider whose daily quota is spent
+next provider; a fatal one stops the job. For history, a provider serves only
+the days its declared `limits.max_history_days` reach: the older rest of a span
+is asked of the providers after it, and a provider that reaches none of the
+span is not asked at all (`history_parts`). A provider whose daily quota is spent
 is not asked again in this run, and what only it could give is *deferred*.
 With a `DailyBudget` attached (`counting`), each provider with a daily limit
 reserves every request from it, and a quota the API reports spent is recorded
@@ -17,14 +20,15 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Iterator, Sequence
 
 from etl.config import Settings
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
 from etl.models import Asset, Bar, Quote
 from etl.pipeline.budget import BudgetSpentError, DailyBudget, ProviderBudget
+from etl.pipeline.plan import Span
 from etl.providers import make_provider, provider_class
 from etl.providers.base import Limits, Provider
 
@@ -63,6 +67,21 @@ def _load_class(name: str) -> type[Provider]:
 def daily_limit(name: str, settings: Settings) -> int | None:
     """Requests a UTC day for provider `name`: PROVIDER_DAILY_LIMITS, else its declared limit."""
     return settings.daily_limit(name, provider_limits(name).per_day)
+
+
+def earliest_served(name: str, today: date) -> date | None:
+    """The oldest day provider `name` serves history for (its declared depth); None: no limit."""
+    depth = provider_limits(name).max_history_days
+    return None if depth is None else today - timedelta(days=depth - 1)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one provider answered for the part of a span it covers: its empty days are real."""
+
+    provider: str
+    span: Span
+    bars: list[Bar]
 
 
 def for_provider(asset: Asset, name: str) -> Asset:
@@ -127,7 +146,8 @@ class ProviderChain:
         return learned
 
     def history(self, asset: Asset, start: date, end: date) -> tuple[str, list[Bar]]:
-        """(provider name, bars) from the first provider in the chain that answers."""
+        """(provider name, bars) from the first provider in the chain that answers the whole span,
+        as the provider gave them (it may serve less than asked: see `history_parts`)."""
         names = self.candidates(asset)
         if not names:
             raise no_provider_error(asset)
@@ -145,6 +165,53 @@ class ProviderChain:
                 log.info("%s: %s failed for %s..%s (%s); trying the next provider", asset.spec, name, start, end, exc)
                 errors.append(exc)
         raise combined_error(asset, errors)
+
+    def history_parts(self, asset: Asset, start: date, end: date, *,
+                      today: date) -> tuple[list[Served], EtlError | None]:
+        """The bars of `start`..`end`, newest part first, each with the provider and the span it covered.
+
+        A provider is asked only for the days its depth reaches; the older rest goes to
+        the providers after it. Returns the parts served and, when some days were served
+        by nobody, the error that says why (those days stay missing, to be asked again).
+        """
+        names = self.candidates(asset)
+        if not names:
+            return [], no_provider_error(asset)
+        parts: list[Served] = []
+        errors: list[EtlError] = []
+        last = end
+        for name in names:
+            if last < start:
+                break
+            if name in self.exhausted:
+                errors.append(self.exhausted[name])
+                continue
+            reach = earliest_served(name, today)
+            if reach is not None and reach > last:
+                log.info("%s: %s serves history from %s only; asking the next provider for %s..%s",
+                         asset.spec, name, reach, start, last)
+                continue
+            first = start if reach is None else max(start, reach)
+            try:
+                bars = self.provider(name).history(for_provider(asset, name), first, last)
+            except QuotaExhaustedError as exc:
+                self._exhaust(name, exc)
+                errors.append(exc)
+                continue
+            except (RetryableError, NotFoundError) as exc:
+                log.info("%s: %s failed for %s..%s (%s); trying the next provider", asset.spec, name, first, last,
+                         exc)
+                errors.append(exc)
+                continue
+            parts.append(Served(name, Span(first, last), bars))
+            last = first - timedelta(days=1)
+        if last < start:
+            return parts, None
+        if errors:
+            return parts, combined_error(asset, errors)
+        return parts, RetryableError(f"{asset.spec}: no provider in its chain serves history as old as "
+                                     f"{start}..{last} — add one without a depth limit to the *_PROVIDERS "
+                                     "setting of its type, or start later")
 
     def quotes(self, assets: Sequence[Asset]) -> tuple[list[Quote], dict[Asset, EtlError]]:
         """Quotes for `assets`, batched per provider by its max_batch; failures per asset.

@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 from typing import Sequence
 
 from etl.assets import record_asset_errors
-from etl.errors import EtlError, FatalError, NotFoundError
+from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
 from etl.pipeline import store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
@@ -67,12 +67,24 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
     plans = []
     for asset, first in firsts:
         limits = provider_limits(first) if first else None
-        deepest = limits.max_history_days if limits else None
         per_minute = chain.settings.rate_limit(first, limits.per_minute) if limits else None
+        deepest = deepest_history(chain.candidates(asset))
         spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
         plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first)))
     return plans
+
+
+def deepest_history(names: Sequence[str]) -> int | None:
+    """How far back any of the providers `names` serves, in days; None when one has no limit.
+
+    The chain asks the deeper providers for what the first cannot serve, so only
+    days that no candidate reaches are left out of the plan.
+    """
+    depths = [provider_limits(name).max_history_days for name in names]
+    if not depths or None in depths:
+        return None
+    return max(depths)
 
 
 def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
@@ -105,15 +117,14 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
     """Fetch every span of one asset (runs on a worker thread; no database access)."""
     fetched = Fetched(plan.asset)
     for span in plan.spans:
-        try:
-            provider, bars = chain.history(plan.asset, span.start, span.end)
-        except FatalError:
-            raise
-        except EtlError as exc:
-            fetched.error = exc
+        parts, error = chain.history_parts(plan.asset, span.start, span.end, today=today)
+        for served in parts:
+            fetched.parts.append((served.span, served.provider,
+                                  validate_bars(served.bars, served.span.start, served.span.end, today),
+                                  {bar.date for bar in served.bars}))
+        if error is not None:
+            fetched.error = error
             break
-        fetched.parts.append((span, provider, validate_bars(bars, span.start, span.end, today),
-                              {bar.date for bar in bars}))
     return fetched
 
 
