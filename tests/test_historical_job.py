@@ -226,3 +226,11 @@ def test_days_a_fallback_provider_could_not_reach_stay_missing_until_the_first_r
     assert backfill("BTC:CRYPTO", start=start, end=today) == 0
     assert crypto_chain.requested_days("BTC-USD") == [(start, coingecko_from - timedelta(days=1)),
                                                        (today - timedelta(days=3), today)]
+
+
+def test_a_fallback_provider_without_its_key_stops_the_run_before_anything_is_fetched(yahoo, db, monkeypatch):
+    monkeypatch.setenv("STOCK_PROVIDERS", "yahoo,twelvedata")
+    assert backfill("AAPL:STOCK", "MSFT:STOCK") == 2
+    assert yahoo.chart_requests() == []
+    assert row_count(db, "market_data") == 0
+    assert row_count(db, "etl_outbox") == 0

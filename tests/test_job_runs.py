@@ -97,6 +97,33 @@ def test_exception_in_the_body_rolls_back_its_data_and_writes_no_event(etl_env, 
     assert "told to fail" in error
 
 
+def test_a_run_failing_after_a_checkpoint_announces_what_it_committed(etl_env, db):
+    result = run_sample(etl_env, "--checkpoint", "--raise-after-write")
+    assert result.returncode == 1
+    assert row_count(db, "market_data") == 2
+    [(status, rows_upserted, symbols_ok, _failed, error)] = runs(db)
+    assert (status, rows_upserted, symbols_ok) == ("failed", 2, 2) and "told to fail" in error
+    [event] = outbox_payloads(db)
+    assert (event["status"], event["symbols"], event["rows_upserted"]) == \
+        ("failed", ["AAPL:STOCK", "MSFT:STOCK"], 2)
+    assert "told to fail" in event["error"]
+
+
+def test_a_connection_lost_after_a_checkpoint_still_announces_what_was_committed(etl_env, db):
+    job = start_sample(etl_env, "--checkpoint", "--sleep", "3")
+    run_id = wait_until_running(db)
+    while row_count(db, "market_data") < 2:
+        time.sleep(0.1)
+    scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+               "WHERE application_name = 'financial-tracker-etl' AND pid <> pg_backend_pid() "
+               "AND datname = current_database()")
+    job.communicate(timeout=60)
+    assert job.returncode == 1
+    assert scalar(db, "SELECT status FROM etl_job_runs WHERE run_id = %s", (run_id,)) == "failed"
+    [event] = outbox_payloads(db)
+    assert (event["status"], event["run_id"], event["rows_upserted"]) == ("failed", run_id, 2)
+
+
 def test_second_concurrent_run_exits_75_and_writes_nothing(etl_env, db):
     first = start_sample(etl_env, "--sleep", "20")
     try:

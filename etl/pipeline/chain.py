@@ -22,7 +22,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from etl.config import Settings
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
@@ -111,6 +111,12 @@ class ProviderChain:
                 _load_class(name)
                 self._providers[name] = make_provider(name, self.settings, self._provider_budget(name))
             return self._providers[name]
+
+    def check(self, assets: Iterable[Asset]) -> None:
+        """Build every provider any of `assets` may need, so that a missing key or an unavailable
+        provider stops the run (exit 2) before anything is fetched or written."""
+        for name in dict.fromkeys(name for asset in assets for name in self.candidates(asset)):
+            self.provider(name)
 
     @contextmanager
     def counting(self, budget: DailyBudget) -> Iterator[DailyBudget]:

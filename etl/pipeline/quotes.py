@@ -32,6 +32,7 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     those without a name named, with the name and exchange the provider gave;
     otherwise they are expected to exist.
     """
+    chain.check(assets)
     with chain.counting(DailyBudget(run.settings, dry_run=run.dry_run)):
         quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():

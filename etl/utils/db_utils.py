@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -296,6 +296,16 @@ class JobRun:
     symbols_ok: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    committed: tuple[list[str], int] | None = None  # (symbols_ok, rows_upserted) at the last checkpoint
+
+    def checkpoint(self) -> None:
+        """Commit what the run has written so far and remember it as committed.
+
+        Should the run fail later, `job_run` still announces this much in a
+        completion event with status "failed": committed data is never left unannounced.
+        """
+        self.conn.commit()
+        self.committed = (list(self.symbols_ok), self.rows_upserted)
 
     def succeeded(self, symbol: str, rows: int = 0) -> None:
         self.symbols_ok.append(symbol)
@@ -347,8 +357,9 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
     On a normal exit the run row and the completion event are committed in the same
     transaction as whatever data the job left uncommitted, then the outbox is
     flushed (unless the broker already failed at the start: a dead broker costs a
-    run one producer timeout, not two). If the body raises, its uncommitted data is rolled back, the run is
-    marked failed and no event is written. A dry run takes no lock and writes
+    run one producer timeout, not two). If the body raises, its uncommitted data is rolled back and the run is
+    marked failed; no event is written unless the run had checkpointed data (`JobRun.checkpoint`), which is
+    announced by an event with status "failed" listing what was committed. A dry run takes no lock and writes
     nothing (only pending migrations are applied). `topic` defaults to the job's
     topic of DESIGN.md.
     """
@@ -373,7 +384,7 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
                 _finish_run(conn, run, topic or JOB_TOPICS[job])
             except BaseException as exc:
                 _rollback_quietly(conn)
-                _fail_run(conn, run, exc)
+                _fail_run(conn, run, exc, topic or JOB_TOPICS.get(job))
                 raise
         finally:
             _release_quietly(conn, settings.db_schema, job)
@@ -435,20 +446,58 @@ def _finish_run(conn, run: JobRun, topic: str) -> None:
     conn.commit()
 
 
-def _fail_run(conn, run: JobRun, exc: BaseException) -> None:
+def _fail_run(conn, run: JobRun, exc: BaseException, topic: str | None = None) -> None:
     error = redact(str(exc) or type(exc).__name__)
+    if run.committed is None or topic is None:
+        try:
+            _record_failure(conn, run, error, run.rows_upserted, len(run.symbols_ok))
+        except psycopg2.Error:
+            log.warning("%s: could not record the failure of run %s (the database went away)", run.job, run.run_id)
+        return
+    symbols, rows = run.committed
     try:
-        with conn.cursor() as cur:
-            cur.execute("""
-                UPDATE etl_job_runs
-                   SET status = 'failed', finished_at = now(), rows_upserted = %s, symbols_ok = %s,
-                       symbols_failed = %s, failures = %s, error = %s
-                 WHERE run_id = %s""",
-                        (run.rows_upserted, len(run.symbols_ok), len(run.failures), Json(run.failures),
-                         error, run.run_id))
-        conn.commit()
+        _record_failure(conn, run, error, rows, len(symbols), topic)
     except psycopg2.Error:
-        log.warning("%s: could not record the failure of run %s (the database went away)", run.job, run.run_id)
+        # The run's own connection may be what failed: announce the committed data on a fresh one.
+        try:
+            with closing(connect(run.settings)) as fresh:
+                _record_failure(fresh, run, error, rows, len(symbols), topic)
+                _flush_quietly(fresh, run.settings)
+        except (psycopg2.Error, EtlError):
+            log.warning("%s: could not record the failure of run %s nor announce its committed data "
+                        "(the database went away)", run.job, run.run_id)
+        return
+    _flush_quietly(conn, run.settings)
+
+
+def _record_failure(conn, run: JobRun, error: str, rows: int, symbols_ok: int, topic: str | None = None) -> None:
+    """Mark the run failed; with `topic`, also enqueue the event announcing what it had committed."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            UPDATE etl_job_runs
+               SET status = 'failed', finished_at = now(), rows_upserted = %s, symbols_ok = %s,
+                   symbols_failed = %s, failures = %s, error = %s
+             WHERE run_id = %s
+         RETURNING finished_at""",
+                    (rows, symbols_ok, len(run.failures), Json(run.failures), error, run.run_id))
+        finished = cur.fetchone()
+        if topic is not None and finished is not None:
+            symbols, committed_rows = run.committed
+
+            def payload(event_id: str) -> dict:
+                return {**run.event_payload(event_id, finished[0]), "status": "failed", "symbols": symbols,
+                        "rows_upserted": committed_rows, "error": error}
+
+            kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job, payload)
+    conn.commit()
+
+
+def _flush_quietly(conn, settings: Settings) -> None:
+    """Publish what waits in the outbox; on failure it waits for the next run or `etl outbox flush`."""
+    try:
+        kafka_utils.flush_outbox(conn, settings)
+    except Exception:  # the run already failed: its own error is the one to report
+        log.warning("could not flush the outbox after the failed run; its event waits in etl_outbox", exc_info=True)
 
 
 def _json_dumps(value: Any) -> str:

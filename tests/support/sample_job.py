@@ -2,7 +2,8 @@
 
 It registers the given assets and upserts one market_data row per asset for a
 fixed day. Arguments make it report failures, sleep while holding its lock
-(with its rows written but not yet committed), or raise after writing.
+(with its rows written but not yet committed), commit them as a checkpoint, or
+raise after writing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def build_parser():
     parser.add_argument("--fail", default="", metavar="SYM,SYM", help="symbols to report as failed")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to wait before finishing")
     parser.add_argument("--raise-after-write", action="store_true", help="raise once the rows are written")
+    parser.add_argument("--checkpoint", action="store_true", help="commit the rows (JobRun.checkpoint) once written")
     return parser
 
 
@@ -59,6 +61,8 @@ def _run(args, settings) -> int:
                         key=("symbol", "asset_type", "date"), newer_column="as_of")
         for asset in loaded:
             run.succeeded(asset.spec, 1)
+        if args.checkpoint and not args.dry_run:
+            run.checkpoint()
         for asset in assets:
             if asset.symbol in failing:
                 run.failed(asset.spec, "sample failure as asked")
