@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description=__doc__, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, summary in COMMAND_SUMMARIES.items():
-        commands.add_parser(name, help=summary, add_help=False)
+    for name in [*JOBS, *EXTRA_COMMANDS]:
+        commands.add_parser(name, help=COMMAND_SUMMARIES[name], add_help=False)
 
     commands.add_parser("migrate", help="apply pending database migrations")
 

@@ -13,7 +13,8 @@ from decimal import Decimal
 from etl.config import ASSET_TYPES
 from etl.errors import UsageError
 
-# The same shapes as the CHECK constraints on `asset`, so a bad spec is a usage error, not a database one.
+# The characters real tickers use; stricter than the CHECK constraints on `asset` (upper case, trimmed,
+# forex as BASE/QUOTE), so a malformed spec is a usage error, not a database one.
 _FOREX_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 _SYMBOL = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^_&]{0,31}$")
 MARKET_ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")

@@ -93,3 +93,14 @@ def test_a_role_without_create_privilege_runs_jobs_on_a_migrated_schema(etl_env,
             cur.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM "{role}"')
             cur.execute(f'DROP ROLE "{role}"')
         owner.close()
+
+
+def test_sessions_use_utc_whatever_the_clients_time_zone(etl_env, database_url, monkeypatch):
+    from etl.config import Settings
+    from etl.utils.db_utils import connect
+
+    monkeypatch.setenv("PGTZ", "America/Los_Angeles")
+    conn = connect(Settings.from_env())
+    assert scalar(conn, "SHOW timezone") == "UTC"
+    assert scalar(conn, "SELECT current_date = (now() AT TIME ZONE 'UTC')::date")
+    conn.close()

@@ -40,7 +40,11 @@ CONNECT_TIMEOUT_SECONDS = 10
 # --- connections -------------------------------------------------------------------------
 
 def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensions.connection:
-    """Open a connection to the configured (or embedded) database with search_path = DB_SCHEMA."""
+    """Open a connection to the configured (or embedded) database with search_path = DB_SCHEMA.
+
+    The session time zone is UTC, so `current_date` in SQL is the same day the
+    jobs call today, whatever the server's TimeZone setting.
+    """
     options = f"-c search_path={settings.db_schema}"
     try:
         if settings.database_url:
@@ -58,6 +62,9 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensi
         reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise EtlError(f"database: cannot connect to {describe_target(settings)}: {reason} — check "
                        "DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD) and that PostgreSQL is running") from None
+    with conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")  # after startup: PGTZ would win over a startup option
+    conn.commit()
     conn.autocommit = autocommit
     return conn
 
