@@ -6,10 +6,12 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
+from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 
 from etl.assets import register_assets
-from etl.models import Asset
+from etl.models import Asset, Quote
+from etl.pipeline.store import upsert_quotes
 from etl.utils.db_utils import bulk_upsert, copy_value
 from support.db import rows, scalar
 
@@ -123,19 +125,52 @@ def test_a_column_left_out_of_the_comparison_is_still_written_with_a_change(mark
     assert rows(market, "SELECT price, as_of FROM market_data") == [(Decimal("99"), T1)]
 
 
-def test_a_column_kept_when_null_keeps_its_stored_value(market):
+def test_a_set_expression_decides_a_loaded_columns_new_value_and_its_comparison(market):
+    keep_volume = {"volume": sql.SQL("coalesce(EXCLUDED.volume, market_data.volume)")}
     upsert(market, [bar(day=1, volume="1000")])
-    assert upsert(market, [bar(day=1, price="99", volume=None)], keep_when_null=("volume",)) == 1
+    before = versions(market)
+    assert upsert(market, [bar(day=1, volume=None)], set_expressions=keep_volume) == 0
+    assert versions(market) == before
+    assert upsert(market, [bar(day=1, price="99", volume=None)], set_expressions=keep_volume) == 1
     assert rows(market, "SELECT price, volume FROM market_data") == [(Decimal("99"), Decimal("1000"))]
 
 
-def test_a_column_cleared_on_change_is_nulled_only_when_its_source_changes(market):
+def test_a_set_expression_on_a_column_not_loaded_is_applied_only_along_with_a_change(market):
+    clear_adj_close = {"adj_close": sql.SQL("CASE WHEN market_data.price IS DISTINCT FROM EXCLUDED.price "
+                                            "THEN NULL ELSE market_data.adj_close END")}
     upsert(market, [bar(day=1), bar(day=2)])
     with market.cursor() as cur:
         cur.execute("UPDATE market_data SET adj_close = 98")
-    upsert(market, [bar(day=1, price="101"), bar(day=2, volume="5")], clear_on_change={"adj_close": "price"})
+    upsert(market, [bar(day=1, price="101"), bar(day=2, volume="5")], set_expressions=clear_adj_close)
     assert rows(market, "SELECT date, adj_close FROM market_data ORDER BY date") == \
         [(date(2024, 1, 1), None), (date(2024, 1, 2), Decimal("98"))]
+
+
+def quote(price, high=None, low=None, open_=None, hour=15):
+    return Quote("AAPL", "STOCK", date(2024, 1, 2), Decimal(price), datetime(2024, 1, 2, hour, tzinfo=timezone.utc),
+                 "other", open=open_ and Decimal(open_), high=high and Decimal(high), low=low and Decimal(low))
+
+
+def ohlc(db) -> list[tuple]:
+    return rows(db, "SELECT price, open, high, low FROM market_data")
+
+
+def test_a_quote_with_part_of_the_days_range_replaces_the_whole_range_instead_of_breaking_high_over_low(market):
+    market.set_isolation_level(ISOLATION_LEVEL_AUTOCOMMIT)
+    with market.cursor() as cur:
+        upsert_quotes(cur, [quote("102", open_="101", high="105", low="100", hour=14)])
+        assert upsert_quotes(cur, [quote("98", high="99")]) == 1
+    assert ohlc(market) == [(Decimal("98"), None, Decimal("99"), None)]
+
+
+def test_a_quote_without_a_range_keeps_the_stored_one_widened_to_its_price(market):
+    market.set_isolation_level(ISOLATION_LEVEL_AUTOCOMMIT)
+    with market.cursor() as cur:
+        upsert_quotes(cur, [quote("102", open_="101", high="105", low="100", hour=14)])
+        upsert_quotes(cur, [quote("98", hour=15)])
+        assert ohlc(market) == [(Decimal("98"), Decimal("101"), Decimal("105"), Decimal("98"))]
+        upsert_quotes(cur, [quote("107", hour=16)])
+        assert ohlc(market) == [(Decimal("107"), Decimal("101"), Decimal("107"), Decimal("98"))]
 
 
 def test_decimal_digits_are_kept_exactly(market):

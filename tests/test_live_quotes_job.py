@@ -120,19 +120,30 @@ def frankfurter_latest(request: Request) -> dict:
             "rates": {s: float(ECB_RATE) for s in request.query["symbols"].split(",")}}
 
 
-def test_a_quote_without_ohlc_keeps_the_days_stored_open_high_low_and_volume(yahoo, db, monkeypatch):
+def test_a_quote_without_ohlc_keeps_the_days_stored_range_widened_to_its_price(yahoo, db, monkeypatch):
     monkeypatch.setenv("FRANKFURTER_BASE_URL", yahoo.base_url)
     monkeypatch.setenv("FOREX_PROVIDERS", "yahoo,frankfurter")
     yahoo.api.route("/latest", frankfurter_latest)
     yahoo.quote_time = today_at(7)  # before the ECB's 16:00 CET rate of the day
     track("EUR/USD:FOREX")
     assert run_etl(JOB) == 0
-    ohlcv = rows(db, "SELECT open, high, low, volume FROM market_data")[0]
-    assert None not in ohlcv
+    open_, high, low, volume = rows(db, "SELECT open, high, low, volume FROM market_data")[0]
+    assert None not in (open_, high, low, volume) and ECB_RATE < low
     yahoo.unknown.add("EURUSD=X")
     assert run_etl(JOB) == 0
     assert rows(db, "SELECT price, source FROM market_data") == [(ECB_RATE, "frankfurter")]
-    assert rows(db, "SELECT open, high, low, volume FROM market_data")[0] == ohlcv
+    assert rows(db, "SELECT open, high, low, volume FROM market_data")[0] == (open_, high, ECB_RATE, volume)
+
+
+def test_a_quote_with_part_of_the_days_range_replaces_the_stored_range_instead_of_failing_the_batch(yahoo, db):
+    track("AAPL:STOCK", "MSFT:STOCK")
+    assert run_etl(JOB) == 0
+    yahoo.without_day_low.add("AAPL")  # its next quote has a day high below the stored day low
+    yahoo.quote_time, yahoo.quote_bump = today_at(11), Decimal("-5")
+    assert run_etl(JOB) == 0
+    price = yahoo.quote_price("AAPL")
+    assert rows(db, "SELECT price, high, low FROM market_data WHERE symbol = 'AAPL'") == [(price, price + 1, None)]
+    assert stored_quote(db, "MSFT")[1:3] == (yahoo.quote_price("MSFT"), today_at(11))
 
 
 def test_a_quote_that_moves_the_price_clears_the_days_adjusted_close(yahoo, db):

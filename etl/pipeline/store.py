@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Iterable, Sequence
 
+from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from etl.models import Asset, Bar, Quote
@@ -16,7 +17,32 @@ BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "hi
                "currency", "source", "as_of")
 QUOTE_COLUMNS = ("symbol", "asset_type", "date", "price", "change", "percent_change", "open", "high", "low",
                  "volume", "currency", "source", "as_of")
-QUOTE_KEEP_WHEN_NULL = ("open", "high", "low", "volume")
+
+
+def _quote_merge() -> dict[str, sql.Composable]:
+    """How a live quote merges into the day's stored row (SET expressions for bulk_upsert).
+
+    Open, high and low are one group: a quote with any of them brings its own
+    three; a quote with none of them (an ECB rate, a CoinGecko price) keeps the
+    stored ones, high and low widened to take in its price, so the row still
+    satisfies high >= low and low <= price <= high. Volume is kept when the quote
+    has none. A quote that moves the price clears adj_close, which the historical
+    job fills from the provider's adjusted close.
+    """
+    has_range = sql.SQL("(EXCLUDED.open IS NOT NULL OR EXCLUDED.high IS NOT NULL OR EXCLUDED.low IS NOT NULL)")
+    return {
+        "open": sql.SQL("CASE WHEN {has} THEN EXCLUDED.open ELSE market_data.open END").format(has=has_range),
+        "high": sql.SQL("CASE WHEN {has} THEN EXCLUDED.high WHEN market_data.high IS NOT NULL "
+                        "THEN greatest(market_data.high, EXCLUDED.price) END").format(has=has_range),
+        "low": sql.SQL("CASE WHEN {has} THEN EXCLUDED.low WHEN market_data.low IS NOT NULL "
+                       "THEN least(market_data.low, EXCLUDED.price) END").format(has=has_range),
+        "volume": sql.SQL("coalesce(EXCLUDED.volume, market_data.volume)"),
+        "adj_close": sql.SQL("CASE WHEN market_data.price IS DISTINCT FROM EXCLUDED.price "
+                             "THEN NULL ELSE market_data.adj_close END"),
+    }
+
+
+QUOTE_MERGE = _quote_merge()
 
 
 def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
@@ -126,14 +152,12 @@ def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
     """Live quotes as the row of their trading date; an older quote never replaces a newer one.
 
-    A quote without open/high/low/volume (an ECB rate, a CoinGecko price) keeps
-    those already stored for the day; a quote that moves the price clears
-    adj_close, which the historical job fills from the provider's adjusted close.
+    How a quote merges with the day's stored values: `QUOTE_MERGE`.
     """
     rows = ((q.symbol, q.asset_type, q.date, q.price, q.change, q.percent_change, q.open, q.high, q.low,
              q.volume, q.currency, q.source, q.as_of) for q in quotes)
     return bulk_upsert(cur, "market_data", QUOTE_COLUMNS, rows, key=MARKET_DATA_KEY, newer_column="as_of",
-                       keep_when_null=QUOTE_KEEP_WHEN_NULL, clear_on_change={"adj_close": "price"})
+                       set_expressions=QUOTE_MERGE)
 
 
 def store_learned_symbols(cur, learned: dict[Asset, tuple[str, str]]) -> None:

@@ -160,7 +160,7 @@ def _pending_migrations(conn, schema: str) -> list[str] | None:
 def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                 key: Sequence[str], newer_column: str | None = None,
                 touch_column: str | None = "updated_at", compare_exclude: Sequence[str] = (),
-                keep_when_null: Sequence[str] = (), clear_on_change: Mapping[str, str] | None = None,
+                set_expressions: Mapping[str, sql.Composable] | None = None,
                 batch_size: int = 100_000) -> int:
     """Insert or update `rows` into `table`; return how many rows were written.
 
@@ -169,11 +169,11 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     not rewritten (no dead tuple); with `newer_column`, a row older than the
     stored one never replaces it. Rows repeating a key keep the last one.
     Columns in `compare_exclude` (a fetch stamp, say) do not count as a change:
-    they are written only along with a change in another column. Columns in
-    `keep_when_null` keep their stored value when the new one is NULL (a source
-    that does not give them). `clear_on_change` maps a column not loaded here to
-    the loaded column whose change makes it stale: it is set to NULL when that
-    column's value changes (adj_close when a quote moves the price).
+    they are written only along with a change in another column.
+    `set_expressions` gives a column the value to set instead of
+    `EXCLUDED.column` (an expression that may read the stored row as
+    `<table>.column`): a loaded column is compared through it as well, a column
+    not loaded is only set along with a change in the others.
     """
     update_columns = [c for c in columns if c not in key]
     stage = sql.Identifier("pg_temp", f"_stage_{table}")
@@ -181,7 +181,7 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
     merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column,
-                             compare_exclude, keep_when_null, clear_on_change or {})
+                             compare_exclude, set_expressions or {})
     copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
     copy_text = copy.as_string(cur)
     key_positions = [list(columns).index(k) for k in key]
@@ -197,19 +197,16 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
 
 
 def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=(),
-                     keep_when_null=(), clear_on_change=None):
+                     set_expressions=None):
     target = sql.Identifier(table)
+    expressions = set_expressions or {}
     if update_columns:
         def new_value(c: str) -> sql.Composable:
-            if c in keep_when_null:
-                return sql.SQL("coalesce(EXCLUDED.{c}, {target}.{c})").format(c=sql.Identifier(c), target=target)
-            return sql.SQL("EXCLUDED.{}").format(sql.Identifier(c))
+            return expressions.get(c) or sql.SQL("EXCLUDED.{}").format(sql.Identifier(c))
 
         assignments = [sql.SQL("{} = {}").format(sql.Identifier(c), new_value(c)) for c in update_columns]
-        for stale, source in (clear_on_change or {}).items():
-            assignments.append(sql.SQL("{stale} = CASE WHEN {target}.{source} IS DISTINCT FROM EXCLUDED.{source} "
-                                       "THEN NULL ELSE {target}.{stale} END").format(
-                stale=sql.Identifier(stale), source=sql.Identifier(source), target=target))
+        assignments += [sql.SQL("{} = {}").format(sql.Identifier(c), value)
+                        for c, value in expressions.items() if c not in columns]
         if touch_column and touch_column not in columns:
             assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
         compared = [c for c in update_columns if c not in compare_exclude] or update_columns

@@ -52,6 +52,7 @@ class YahooServer:
         self.quote_time: datetime | None = None                 # default: now
         self.quote_bump = Decimal(0)                            # added to every quote price
         self.names: dict[str, str] = {}
+        self.without_day_low: set[str] = set()                  # symbols whose quote omits regularMarketDayLow
         api.route(re.compile(r"/v8/finance/chart/(.+)"), self._chart)
         api.route("/v7/finance/spark", self._spark)
 
@@ -116,7 +117,7 @@ class YahooServer:
 
     def _meta(self, symbol: str, price: Decimal) -> dict:
         stamp = self.quote_time or datetime.now(timezone.utc)
-        return {
+        meta = {
             "currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS",
             "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY", "firstTradeDate": 345479400,
             "regularMarketTime": int(stamp.timestamp()), "hasPrePostMarketData": True, "gmtoffset": -18000,
@@ -127,6 +128,9 @@ class YahooServer:
             "previousClose": _num(price - Decimal("1.5")), "scale": 3, "priceHint": 2, "dataGranularity": "1d",
             "range": "1d",
         }
+        if symbol in self.without_day_low:
+            del meta["regularMarketDayLow"]
+        return meta
 
     def _spark(self, request: Request) -> Response:
         results = []
