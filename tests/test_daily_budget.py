@@ -9,7 +9,7 @@ import pytest
 
 from etl.config import Settings
 from etl.errors import ConfigError, QuotaExhaustedError
-from etl.pipeline.budget import DailyBudget
+from etl.pipeline.budget import DailyBudget, left_today
 from support.db import row_count, rows, scalar
 from support.fake_api import Request, fixture_json
 from support.runner import PYTHON, run_etl, run_etl_process
@@ -194,6 +194,27 @@ def test_an_api_reported_daily_limit_marks_the_budget_spent(twelvedata, monkeypa
     twelvedata.reset()
     assert history("IBM") == 1
     assert asked(twelvedata) == []
+
+
+def test_a_day_the_api_said_was_spent_is_lifted_by_configuring_a_different_daily_limit(twelvedata, monkeypatch, db):
+    monkeypatch.delenv("PROVIDER_DAILY_LIMITS")
+    twelvedata.route("/time_series", DAY_QUOTA)
+    assert history("AAPL") == 1
+    twelvedata.reset()
+    twelvedata.route("/time_series", time_series)
+    monkeypatch.setenv("PROVIDER_DAILY_LIMITS", "twelvedata=5000")  # the plan was upgraded
+    assert history("IBM") == 0
+    assert asked(twelvedata) == ["IBM"]
+    assert counted_today(db, "twelvedata") == 2
+
+
+def test_what_is_left_of_a_day_marked_spent_depends_on_whether_the_limit_changed(etl_env, db):
+    budget = DailyBudget(Settings.from_env(etl_env, dotenv=False))
+    budget.reserve("alphavantage", 25)
+    budget.mark_spent("alphavantage", 25)
+    budget.close()
+    assert left_today(db, {"alphavantage": 25}) == {"alphavantage": 0}
+    assert left_today(db, {"alphavantage": 75}) == {"alphavantage": 74}
 
 
 def test_quotes_stop_at_the_budget_and_defer_the_rest(fake_api, etl_env, monkeypatch, db):

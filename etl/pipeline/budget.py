@@ -9,7 +9,9 @@ count, no row lock is held for the length of a job, and a job that rolls back
 its data does not give back requests it really made. A refused reservation
 means the day's budget is spent: `BudgetSpentError`, a QuotaExhaustedError, so
 the chain stops asking that provider and defers what only it could give. When
-the API itself says its quota is spent, the day is marked spent too.
+the API itself says its quota is spent, the day is marked spent too, under the
+limit then in force: a different limit configured later (PROVIDER_DAILY_LIMITS
+after a plan upgrade) lifts the mark, and only the count is checked against it.
 
 Providers without a daily limit cost no query at all. A dry run reads the day's
 count once per provider and counts down in memory: it respects the budget but
@@ -35,15 +37,19 @@ RESERVE = f"""
     INSERT INTO provider_request_budget AS b (provider, day, requests)
     VALUES (%(provider)s, {UTC_TODAY}, 1)
     ON CONFLICT (provider, day) DO UPDATE SET requests = b.requests + 1, updated_at = now()
-     WHERE b.requests < %(limit)s AND b.spent_at IS NULL
+     WHERE b.requests < %(limit)s AND (b.spent_at IS NULL OR b.spent_limit IS DISTINCT FROM %(limit)s)
     RETURNING b.requests"""
 MARK_SPENT = f"""
-    INSERT INTO provider_request_budget AS b (provider, day, spent_at)
-    VALUES (%(provider)s, {UTC_TODAY}, now())
-    ON CONFLICT (provider, day) DO UPDATE SET spent_at = coalesce(b.spent_at, now()), updated_at = now()"""
+    INSERT INTO provider_request_budget AS b (provider, day, spent_at, spent_limit)
+    VALUES (%(provider)s, {UTC_TODAY}, now(), %(limit)s)
+    ON CONFLICT (provider, day) DO UPDATE
+       SET spent_at = CASE WHEN b.spent_limit IS NOT DISTINCT FROM %(limit)s THEN coalesce(b.spent_at, now())
+                           ELSE now() END,
+           spent_limit = %(limit)s, updated_at = now()"""
 LEFT_TODAY = f"""
     SELECT w.provider,
-           CASE WHEN b.spent_at IS NOT NULL THEN 0 ELSE greatest(w.per_day - coalesce(b.requests, 0), 0) END
+           CASE WHEN b.spent_at IS NOT NULL AND b.spent_limit IS NOT DISTINCT FROM w.per_day THEN 0
+                ELSE greatest(w.per_day - coalesce(b.requests, 0), 0) END
       FROM unnest(%(providers)s::text[], %(limits)s::int[]) AS w(provider, per_day)
       LEFT JOIN provider_request_budget b ON b.provider = w.provider AND b.day = {UTC_TODAY}"""
 
@@ -55,8 +61,8 @@ class BudgetSpentError(QuotaExhaustedError):
 def spent_error(provider: str, per_day: int) -> BudgetSpentError:
     return BudgetSpentError(
         f"{provider}: today's budget of {per_day} request(s) is spent (counted across runs in "
-        f"provider_request_budget); it resets at {RESETS_AT} — a paid plan can raise it with "
-        f"PROVIDER_DAILY_LIMITS={provider}=N")
+        f"provider_request_budget, or the API said so); it resets at {RESETS_AT} — after a plan upgrade, "
+        f"set PROVIDER_DAILY_LIMITS={provider}=N to the new daily limit")
 
 
 def left_today(conn, per_day: Mapping[str, int]) -> dict[str, int]:
@@ -100,14 +106,14 @@ class DailyBudget:
             raise spent_error(provider, per_day)
         log.debug("%s: request %d of %d today", provider, reserved[0], per_day)
 
-    def mark_spent(self, provider: str) -> None:
-        """The API said today's quota is spent: no run asks this provider again before 00:00 UTC."""
+    def mark_spent(self, provider: str, per_day: int) -> None:
+        """The API said today's quota is spent: no run under the same limit asks it again before 00:00 UTC."""
         with self._lock:
             if self.dry_run:
                 self._dry_left[provider] = 0
                 return
             with self._connection().cursor() as cur:
-                cur.execute(MARK_SPENT, {"provider": provider})
+                cur.execute(MARK_SPENT, {"provider": provider, "limit": per_day})
         log.info("%s: today's budget marked spent (the API said so); it resets at %s", provider, RESETS_AT)
 
     def close(self) -> None:
@@ -134,4 +140,4 @@ class ProviderBudget:
         self.budget.reserve(self.provider, self.per_day)
 
     def mark_spent(self) -> None:
-        self.budget.mark_spent(self.provider)
+        self.budget.mark_spent(self.provider, self.per_day)
