@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ETL := $(VENV)/bin/etl
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv tools run test bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,8 +20,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 run: venv
 	ETL=$(ETL) bash scripts/run_example.sh
 
+## tools: podman, linters and checkers for the container and deployment tests (Debian packages)
+tools:
+	bash scripts/install-test-tools.sh
+
 ## test: the whole test suite against real PostgreSQL, Kafka and loopback HTTP servers
-test: venv
+test: venv tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -21,7 +21,7 @@ SHELL_SCRIPTS = sorted([*REPO.glob("docker/*.sh"), *REPO.glob("scripts/*.sh"), R
 def tool(name: str) -> str:
     """A linter from the test virtualenv (PyPI) or the system (Debian)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert found, f"{name} is not installed: .ci/run installs it (see requirements-dev.txt and its apt-get line)"
+    assert found, f"{name} is not installed: `make test` installs it (requirements-dev.txt, scripts/install-test-tools.sh)"
     return found
 
 
