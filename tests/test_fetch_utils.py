@@ -85,6 +85,20 @@ def test_404_is_not_found(fake_api):
     assert "ZZZZ" in str(error.value)
 
 
+def test_a_status_named_as_json_returns_its_whole_body_for_the_caller_to_read(fake_api):
+    body = {"error": {"code": "Bad Request", "description": "Data doesn't exist " + "x" * 300}}
+    fake_api.route("/quote", body, status=400)
+    assert get_json(session(), f"{fake_api.base_url}/quote", json_statuses=(400,)) == body
+    with pytest.raises(FatalError, match="400"):
+        get_json(session(), f"{fake_api.base_url}/quote")
+
+
+def test_a_status_named_as_json_without_a_json_body_raises_as_always(fake_api):
+    fake_api.route("/quote", Response(400, "<html>Bad Request</html>", content_type="text/html"))
+    with pytest.raises(FatalError, match="400"):
+        get_json(session(), f"{fake_api.base_url}/quote", json_statuses=(400,))
+
+
 def test_html_error_page_is_retryable_with_a_short_excerpt(fake_api):
     page = "<html><body><h1>Service Unavailable</h1>" + "<p>padding</p>" * 200 + "</body></html>"
     fake_api.route("/quote", Response(200, page, content_type="text/html"))

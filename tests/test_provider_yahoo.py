@@ -270,9 +270,24 @@ def test_a_span_before_the_first_trading_day_is_an_empty_history(yahoo, fake_api
     assert len(fake_api.requests_to("/v8/finance/chart/ARM")) == 1
 
 
+def test_the_pre_listing_400_is_read_from_the_json_body_however_it_is_serialised(yahoo, fake_api):
+    # The same answer pretty-printed with the apostrophe escaped (\u0027), as JSON allows: the
+    # description is only recognisable once parsed, and lies past any short excerpt of the text.
+    body = json.dumps(fixture_json("yahoo/chart_before_first_trade.json"), indent=8).replace("'", "\\u0027")
+    fake_api.route("/v8/finance/chart/ARM", Response(400, body))
+    assert yahoo.history(Asset("ARM", "STOCK"), date(2019, 8, 14), date(2020, 7, 29)) == []
+
+
 def test_another_bad_request_still_stops_the_job(yahoo, fake_api):
     fake_api.route("/v8/finance/chart/AAPL", {"chart": {"result": None, "error": {
         "code": "Bad Request", "description": "Invalid input - interval=1d is not supported"}}}, status=400)
+    with pytest.raises(FatalError, match="400") as caught:
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert "Invalid input - interval=1d is not supported" in str(caught.value)
+
+
+def test_a_bad_request_page_that_is_not_json_still_stops_the_job(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", Response(400, "<html>Bad Request</html>", content_type="text/html"))
     with pytest.raises(FatalError, match="400"):
         yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
 

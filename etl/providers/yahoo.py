@@ -104,6 +104,9 @@ def raise_for_api_error(error: Any, where: str) -> None:
                             f"or set asset.provider_symbol")
     if "too many" in lowered or "rate" in lowered:
         raise RateLimitedError(f"{NAME}: rate-limited for {where} ({detail}) — try again later")
+    if lowered == "bad request":
+        raise FatalError(f"{NAME}: 400 for {where} — the request was refused ({detail}); check the symbol "
+                         "and the dates asked for")
     raise RetryableError(f"{NAME}: error for {where} ({detail}) — try again later or use another provider")
 
 
@@ -153,7 +156,7 @@ def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: d
         "events": "div,split",
         "includeAdjustedClose": "true",
     }
-    return get_json(session, f"{base_url}{chart_path(symbol)}", params)
+    return get_json(session, f"{base_url}{chart_path(symbol)}", params, json_statuses=(400,))
 
 
 def chart_result(payload: Any, where: str) -> dict | None:
@@ -299,12 +302,8 @@ class YahooProvider(Provider):
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
         symbol = self.provider_symbol(asset)
-        try:
-            payload = fetch_history(self.session, self.base_url, symbol, start, end)
-        except FatalError as exc:
-            # get_json turns the 400 into a FatalError quoting the body; this 400 is an empty answer.
-            if NO_DATA_FOR_RANGE not in str(exc):
-                raise
+        payload = fetch_history(self.session, self.base_url, symbol, start, end)
+        if chart_result(payload, chart_path(symbol)) is None:
             log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
             return []
         bars = parse_history(payload, asset, where=chart_path(symbol))

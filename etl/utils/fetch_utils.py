@@ -177,10 +177,14 @@ def _read_timed_out(exc: requests.exceptions.ConnectionError) -> bool:
 
 
 def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
-             key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,)) -> Any:
+             key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,),
+             json_statuses: tuple[int, ...] = ()) -> Any:
     """GET `url` and return its JSON body, or raise a typed error that says what to do.
 
     `key_variable` names the setting to check when the API answers 401/403.
+    An error status in `json_statuses` whose body is JSON returns that body,
+    for the caller to read the API's own error object (a body that is not JSON
+    raises as that status always does).
     """
     where = describe_url(url, params)
     provider = session.provider
@@ -202,6 +206,11 @@ def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | Non
         raise RetryableError(f"{provider}: request failed for {where}: {type(exc).__name__}") from exc
 
     status = response.status_code
+    if status in json_statuses:
+        try:
+            return _parse_json(response)
+        except ValueError:
+            pass
     if status in (401, 403):
         hint = f"check {key_variable}" if key_variable else "the provider refused access; try another provider"
         raise FatalError(f"{provider}: {status} for {where} — {hint}")
@@ -216,8 +225,11 @@ def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | Non
     if status >= 400:
         raise FatalError(f"{provider}: {status} for {where} — the request was refused: {excerpt(response.text)}")
     try:
-        return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)
+        return _parse_json(response)
     except ValueError:
         raise RetryableError(f"{provider}: unreadable JSON from {where} (status {status}) — "
                              f"try again later: {excerpt(response.text)}") from None
 
+
+def _parse_json(response: requests.Response) -> Any:
+    return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)
