@@ -23,7 +23,7 @@ EXIT_CODES_HELP = textwrap.dedent("""\
       0   every asset done
       1   the job could not run (database unreachable, bad credentials …); nothing half-written
       2   bad arguments or configuration; one line says which
-      3   partial: some assets failed, the rest were loaded; the failures are listed
+      3   partial: some assets failed (or the run stopped part-way), the rest were loaded; the failures are listed
       75  another run of the same job holds the lock; nothing done
     """)
 
@@ -80,8 +80,8 @@ def run_cli(prog: str, body: Callable[[Settings], int]) -> int:
         return exc.exit_code
     except psycopg2.Error as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        _report(prog, settings, f"database error: {first_line} — nothing half-written; "
-                                "check the database and run again", exc)
+        _report(prog, settings, f"database error: {first_line} — the run's uncommitted writes were "
+                                "rolled back; check the database and run again", exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -1,13 +1,14 @@
 """fetch_historical_market_data end to end: gap filling against a Yahoo-shaped loopback server."""
 
 import re
+import threading
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
 from support.db import row_count, rows, scalar
 from support.events import read_events
-from support.fake_api import Request
+from support.fake_api import Request, Response
 from support.runner import run_etl
 from support.yahoo_server import YahooServer, adjusted_close, close_price
 
@@ -109,6 +110,23 @@ def test_one_unknown_symbol_among_five_fails_alone(yahoo, db, with_kafka):
     assert event["status"] == "partial"
     assert [f["symbol"] for f in event["failed"]] == ["NOPE"]
     assert sorted(event["symbols"]) == ["AAPL", "IBM", "MSFT", "VOO"]
+
+
+def test_a_run_stopped_by_a_fatal_error_after_a_checkpoint_is_partial_and_lists_every_asset_not_loaded(
+        yahoo, db):
+    def slow_refusal(request: Request) -> Response:
+        threading.Event().wait(2)  # let the other two assets arrive first, so one of them is committed
+        return Response(status=401, body="<html>Unauthorized</html>", content_type="text/html")
+
+    yahoo.api.route("/v8/finance/chart/ZZZ", slow_refusal)
+    assert backfill("AAPL:STOCK", "MSFT:STOCK", "ZZZ:STOCK") == 3
+    [event] = [r[0] for r in rows(db, "SELECT payload FROM etl_outbox")]
+    assert event["status"] == "partial" and len(event["symbols"]) == 1
+    failed = {failure["symbol"]: failure["error"] for failure in event["failed"]}
+    assert set(failed) | set(event["symbols"]) == {"AAPL", "MSFT", "ZZZ"} and len(failed) == 2
+    assert all("401" in error for error in failed.values())
+    assert rows(db, "SELECT status, symbols_ok, symbols_failed FROM etl_job_runs") == [("partial", 1, 2)]
+    assert {r[0] for r in rows(db, "SELECT DISTINCT symbol FROM market_data")} == set(event["symbols"])
 
 
 def test_an_unknown_symbol_cools_off_unless_named(yahoo, db):

@@ -92,21 +92,30 @@ def test_exception_in_the_body_rolls_back_its_data_and_writes_no_event(etl_env, 
     assert "Traceback" not in result.stderr
     assert row_count(db, "market_data") == 0
     assert row_count(db, "etl_outbox") == 0
-    [(status, *_counts, error)] = runs(db)
+    [(status, rows_upserted, symbols_ok, _failed, error)] = runs(db)
     assert status == "failed"
+    assert (rows_upserted, symbols_ok) == (0, 0), "the rolled-back rows were never loaded"
     assert "told to fail" in error
 
 
-def test_a_run_failing_after_a_checkpoint_announces_what_it_committed(etl_env, db):
-    result = run_sample(etl_env, "--checkpoint", "--raise-after-write")
-    assert result.returncode == 1
-    assert row_count(db, "market_data") == 2
-    [(status, rows_upserted, symbols_ok, _failed, error)] = runs(db)
-    assert (status, rows_upserted, symbols_ok) == ("failed", 2, 2) and "told to fail" in error
+def test_a_run_failing_after_a_checkpoint_is_partial_exits_3_and_announces_what_it_committed(etl_env, db):
+    result = run_sample(etl_env, "--checkpoint", "--raise-at", "MSFT")
+    assert result.returncode == 3, result.stderr
+    assert ("sample_job: stopped after 1 of 2 assets: sample job told to fail at MSFT:STOCK — the 1 are "
+            "loaded; run again for the rest") in result.stderr
+    assert row_count(db, "market_data") == 1
+    [(status, rows_upserted, symbols_ok, symbols_failed, error)] = runs(db)
+    assert (status, rows_upserted, symbols_ok, symbols_failed) == ("partial", 1, 1, 1) and "told to fail" in error
     [event] = outbox_payloads(db)
-    assert (event["status"], event["symbols"], event["rows_upserted"]) == \
-        ("failed", ["AAPL:STOCK", "MSFT:STOCK"], 2)
-    assert "told to fail" in event["error"]
+    assert (event["status"], event["symbols"], event["rows_upserted"]) == ("partial", ["AAPL:STOCK"], 1)
+    assert event["failed"] == [{"symbol": "MSFT:STOCK", "error": "sample job told to fail at MSFT:STOCK"}]
+
+
+def test_a_run_failing_before_its_first_checkpoint_exits_1_with_zero_counts_and_no_event(etl_env, db):
+    result = run_sample(etl_env, "--checkpoint", "--raise-at", "AAPL")
+    assert result.returncode == 1, result.stderr
+    assert runs(db) == [("failed", 0, 0, 0, "sample job told to fail at AAPL:STOCK")]
+    assert row_count(db, "etl_outbox") == 0
 
 
 def test_a_connection_lost_after_a_checkpoint_still_announces_what_was_committed(etl_env, db):
@@ -117,11 +126,12 @@ def test_a_connection_lost_after_a_checkpoint_still_announces_what_was_committed
     scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                "WHERE application_name = 'financial-tracker-etl' AND pid <> pg_backend_pid() "
                "AND datname = current_database()")
-    job.communicate(timeout=60)
-    assert job.returncode == 1
-    assert scalar(db, "SELECT status FROM etl_job_runs WHERE run_id = %s", (run_id,)) == "failed"
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 3, stderr
+    assert "stopped after 2 of 2 assets" in stderr
+    assert scalar(db, "SELECT status FROM etl_job_runs WHERE run_id = %s", (run_id,)) == "partial"
     [event] = outbox_payloads(db)
-    assert (event["status"], event["run_id"], event["rows_upserted"]) == ("failed", run_id, 2)
+    assert (event["status"], event["run_id"], event["rows_upserted"]) == ("partial", run_id, 2)
 
 
 def test_second_concurrent_run_exits_75_and_writes_nothing(etl_env, db):
@@ -154,6 +164,40 @@ def test_run_killed_with_sigkill_is_marked_failed_by_the_next_run(etl_env, db):
     assert status == "failed"
     assert "abandoned" in error
     assert row_count(db, "etl_job_runs", "status = 'success'") == 1
+
+
+def test_data_committed_by_a_run_killed_with_sigkill_is_announced_by_the_next_run(etl_env, db):
+    killed = start_sample(etl_env, "--checkpoint", "--sleep", "60")
+    killed_run = wait_until_running(db)
+    while row_count(db, "market_data") < 2:
+        time.sleep(0.1)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    result = run_until_unlocked(etl_env, "--symbols", "NVDA:STOCK")
+    assert result.returncode == 0, result.stderr
+    announced = [e for e in outbox_payloads(db) if e["run_id"] == killed_run]
+    assert [(e["status"], e["symbols"], e["rows_upserted"]) for e in announced] == \
+        [("failed", ["AAPL:STOCK", "MSFT:STOCK"], 2)]
+    assert announced[0]["error"].startswith("abandoned")
+
+
+def test_an_abandoned_run_that_committed_nothing_is_not_announced(etl_env, db):
+    killed = start_sample(etl_env, "--sleep", "60")
+    wait_until_running(db)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert run_until_unlocked(etl_env).returncode == 0
+    assert [e["status"] for e in outbox_payloads(db)] == ["success"]
+
+
+def run_until_unlocked(env, *args):
+    """Run the sample job until the server has noticed that a killed session no longer holds the lock."""
+    deadline = time.monotonic() + 15
+    while True:
+        result = run_sample(env, *args)
+        if result.returncode != 75 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
 
 
 def test_dry_run_writes_nothing_and_takes_no_lock(etl_env, db):

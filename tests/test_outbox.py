@@ -63,6 +63,15 @@ def test_with_the_broker_down_the_job_exits_0_quickly_and_the_event_waits(broker
     assert pending(db) == 1
 
 
+def test_a_run_stopped_after_a_checkpoint_with_the_broker_down_tries_kafka_only_once(broker_env, own_broker, db):
+    own_broker.stop()
+    assert run_sample(broker_env).returncode == 0  # leaves an event waiting, so the next run tries Kafka first
+    result = run_sample(broker_env, "--checkpoint", "--raise-after-write")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("is unreachable") == 1, result.stderr
+    assert pending(db) == 2
+
+
 def test_after_the_broker_is_back_outbox_flush_delivers_the_waiting_event(broker_env, own_broker, db):
     own_broker.stop()
     assert run_sample(broker_env).returncode == 0

@@ -132,6 +132,7 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
              lookback_days: int, threads: int = FETCH_THREADS) -> None:
     """Fetch and load every planned asset, reporting each into `run`."""
     fetched_at = datetime.now(timezone.utc)
+    run.plan(plan.asset.symbol for plan in plans)
     todo = [plan for plan in plans if plan.spans]
     for plan in plans:
         if not plan.spans:

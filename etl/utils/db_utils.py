@@ -27,7 +27,7 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from etl.config import Settings
-from etl.errors import EtlError, LockHeldError
+from etl.errors import EXIT_PARTIAL, EtlError, LockHeldError
 from etl.utils import kafka_utils
 from etl.utils.log_utils import redact
 
@@ -300,16 +300,38 @@ class JobRun:
     symbols_ok: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    planned: list[str] | None = None  # every asset the run means to process (`plan`)
     committed: tuple[list[str], int] | None = None  # (symbols_ok, rows_upserted) at the last checkpoint
 
-    def checkpoint(self) -> None:
-        """Commit what the run has written so far and remember it as committed.
+    def plan(self, symbols: Iterable[str]) -> None:
+        """Name the assets this run will process, so a run stopped part-way can list those it did not load."""
+        self.planned = list(dict.fromkeys(symbols))
 
-        Should the run fail later, `job_run` still announces this much in a
-        completion event with status "failed": committed data is never left unannounced.
+    def checkpoint(self) -> None:
+        """Commit what the run has written so far, with that progress in its etl_job_runs row.
+
+        Should the run fail later, `job_run` finishes it as partial and announces
+        this much; should the process be killed, the next run of the job announces
+        it from the row: committed data is never left unannounced.
         """
+        if self.run_id is not None:
+            with self.conn.cursor() as cur:
+                cur.execute("""
+                    UPDATE etl_job_runs
+                       SET rows_upserted = %s, symbols_ok = %s, symbols = %s, symbols_failed = %s, failures = %s
+                     WHERE run_id = %s""",
+                            (self.rows_upserted, len(self.symbols_ok), Json(self.symbols_ok), len(self.failures),
+                             Json(self.failures), self.run_id))
         self.conn.commit()
         self.committed = (list(self.symbols_ok), self.rows_upserted)
+
+    def unloaded(self, error: str) -> list[dict]:
+        """The failures of a run stopped by `error` after its last checkpoint: those it recorded, then
+        every planned asset that was neither committed nor already listed, failed with `error`."""
+        committed = set(self.committed[0]) if self.committed else set()
+        listed = {failure["symbol"] for failure in self.failures}
+        left = [symbol for symbol in self.planned or () if symbol not in committed and symbol not in listed]
+        return self.failures + [{"symbol": symbol, "error": error} for symbol in left]
 
     def succeeded(self, symbol: str, rows: int = 0) -> None:
         self.symbols_ok.append(symbol)
@@ -361,11 +383,12 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
     On a normal exit the run row and the completion event are committed in the same
     transaction as whatever data the job left uncommitted, then the outbox is
     flushed (unless the broker already failed at the start: a dead broker costs a
-    run one producer timeout, not two). If the body raises, its uncommitted data is rolled back and the run is
-    marked failed; no event is written unless the run had checkpointed data (`JobRun.checkpoint`), which is
-    announced by an event with status "failed" listing what was committed. A dry run takes no lock and writes
-    nothing (only pending migrations are applied). `topic` defaults to the job's
-    topic of DESIGN.md.
+    run one producer timeout, not two). If the body raises, its uncommitted data is rolled back. A run
+    that had committed nothing is marked failed with zero counts and writes no event (the error goes on,
+    exit 1). A run that had checkpointed data (`JobRun.checkpoint`) is finished as partial: the committed
+    assets are its symbols, every other planned asset is failed with the error, its completion event is
+    written, and `StoppedPartwayError` (exit 3) is raised from the error. A dry run takes no lock and writes
+    nothing (only pending migrations are applied). `topic` defaults to the job's topic of DESIGN.md.
     """
     conn = connect(settings)
     try:
@@ -382,13 +405,15 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
         if not try_job_lock(conn, settings.db_schema, job):
             raise LockHeldError(f"{job}: another run holds the lock; nothing done (this is normal when runs overlap)")
         try:
-            run = _start_run(conn, job, settings, params)
+            run = _start_run(conn, job, settings, params, topic or JOB_TOPICS.get(job))
             try:
                 yield run
                 _finish_run(conn, run, topic or JOB_TOPICS[job])
             except BaseException as exc:
                 _rollback_quietly(conn)
-                _fail_run(conn, run, exc, topic or JOB_TOPICS.get(job))
+                stopped = _fail_run(conn, run, exc, topic or JOB_TOPICS.get(job), broker_failed=broker_failed)
+                if stopped is not None:
+                    raise stopped from exc
                 raise
         finally:
             _release_quietly(conn, settings.db_schema, job)
@@ -417,15 +442,35 @@ def _release_quietly(conn, schema: str, job: str) -> None:
         log.debug("could not release the %s lock: the connection is gone", job, exc_info=True)
 
 
-def _start_run(conn, job: str, settings: Settings, params: dict) -> JobRun:
+ABANDONED = "abandoned: the process ended without finishing (killed or crashed)"
+
+
+class StoppedPartwayError(EtlError):
+    """A run stopped by an error after it had committed some assets: those are loaded and announced."""
+
+    exit_code = EXIT_PARTIAL
+
+
+def _start_run(conn, job: str, settings: Settings, params: dict, topic: str | None = None) -> JobRun:
+    """Record a new running run; first mark the job's abandoned runs failed and announce what they committed."""
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
-               SET status = 'failed', finished_at = greatest(now(), started_at),
-                   error = 'abandoned: the process ended without finishing (killed or crashed)'
-             WHERE job = %s AND status = 'running'""", (job,))
-        if cur.rowcount:
-            log.warning("%s: marked %d abandoned run(s) as failed", job, cur.rowcount)
+               SET status = 'failed', finished_at = greatest(now(), started_at), error = %s
+             WHERE job = %s AND status = 'running'
+         RETURNING run_id, params, started_at, finished_at, rows_upserted, symbols, failures""", (ABANDONED, job))
+        abandoned = cur.fetchall()
+        if abandoned:
+            log.warning("%s: marked %d abandoned run(s) as failed", job, len(abandoned))
+        for run_id, run_params, started_at, finished_at, rows, symbols, failures in abandoned:
+            if topic is not None and (rows or symbols):
+                log.warning("%s: announcing the %d asset(s) abandoned run %s had committed", job, len(symbols),
+                            run_id)
+                kafka_utils.enqueue_event(cur, settings.topic(topic), job, lambda event_id: {
+                    "event_id": event_id, "job": job, "run_id": run_id, "status": "failed",
+                    "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
+                    "rows_upserted": rows, "symbols": symbols, "failed": failures, "params": run_params,
+                    "error": ABANDONED})
         cur.execute("""
             INSERT INTO etl_job_runs (job, params, status) VALUES (%s, %s, 'running')
             RETURNING run_id, started_at""", (job, Json(params, dumps=_json_dumps)))
@@ -438,11 +483,11 @@ def _finish_run(conn, run: JobRun, topic: str) -> None:
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
-               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s,
+               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
                    symbols_failed = %s, failures = %s
              WHERE run_id = %s
          RETURNING finished_at""",
-                    (run.status, run.rows_upserted, len(run.symbols_ok), len(run.failures),
+                    (run.status, run.rows_upserted, len(run.symbols_ok), Json(run.symbols_ok), len(run.failures),
                      Json(run.failures), run.run_id))
         finished_at = cur.fetchone()[0]
         kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job,
@@ -450,47 +495,58 @@ def _finish_run(conn, run: JobRun, topic: str) -> None:
     conn.commit()
 
 
-def _fail_run(conn, run: JobRun, exc: BaseException, topic: str | None = None) -> None:
+def _fail_run(conn, run: JobRun, exc: BaseException, topic: str | None = None, *,
+              broker_failed: bool = False) -> StoppedPartwayError | None:
+    """Record the end of a run whose body raised; return the error to raise when it had committed data.
+
+    Without a checkpoint nothing is loaded: the run is failed with zero counts and no event. After one,
+    the run is partial and its event says what was committed; if the run's own connection is what
+    failed, a fresh one records it (and if none can, the row stays running with its progress, which
+    the next run announces as abandoned).
+    """
     error = redact(str(exc) or type(exc).__name__)
-    if run.committed is None or topic is None:
+    if run.committed is None:
         try:
-            _record_failure(conn, run, error, run.rows_upserted, len(run.symbols_ok))
+            _record_end(conn, run, "failed", error, [], 0, run.failures)
         except psycopg2.Error:
             log.warning("%s: could not record the failure of run %s (the database went away)", run.job, run.run_id)
-        return
+        return None
     symbols, rows = run.committed
+    failures = run.unloaded(error)
     try:
-        _record_failure(conn, run, error, rows, len(symbols), topic)
+        _record_end(conn, run, "partial", error, symbols, rows, failures, topic)
+        if not broker_failed:
+            _flush_quietly(conn, run.settings)
     except psycopg2.Error:
-        # The run's own connection may be what failed: announce the committed data on a fresh one.
         try:
             with closing(connect(run.settings)) as fresh:
-                _record_failure(fresh, run, error, rows, len(symbols), topic)
-                _flush_quietly(fresh, run.settings)
+                _record_end(fresh, run, "partial", error, symbols, rows, failures, topic)
+                if not broker_failed:
+                    _flush_quietly(fresh, run.settings)
         except (psycopg2.Error, EtlError):
-            log.warning("%s: could not record the failure of run %s nor announce its committed data "
-                        "(the database went away)", run.job, run.run_id)
-        return
-    _flush_quietly(conn, run.settings)
+            log.warning("%s: could not record the end of run %s (the database went away); the next run "
+                        "announces what it committed", run.job, run.run_id)
+    total = len(dict.fromkeys([*symbols, *(failure["symbol"] for failure in failures)]))
+    return StoppedPartwayError(f"stopped after {len(symbols)} of {total} assets: {error} — the {len(symbols)} "
+                               "are loaded; run again for the rest")
 
 
-def _record_failure(conn, run: JobRun, error: str, rows: int, symbols_ok: int, topic: str | None = None) -> None:
-    """Mark the run failed; with `topic`, also enqueue the event announcing what it had committed."""
+def _record_end(conn, run: JobRun, status: str, error: str, symbols: list[str], rows: int, failures: list[dict],
+                topic: str | None = None) -> None:
+    """Finish the run row as `status` with `error`; with `topic`, also enqueue its completion event."""
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
-               SET status = 'failed', finished_at = now(), rows_upserted = %s, symbols_ok = %s,
+               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
                    symbols_failed = %s, failures = %s, error = %s
              WHERE run_id = %s
          RETURNING finished_at""",
-                    (rows, symbols_ok, len(run.failures), Json(run.failures), error, run.run_id))
+                    (status, rows, len(symbols), Json(symbols), len(failures), Json(failures), error, run.run_id))
         finished = cur.fetchone()
         if topic is not None and finished is not None:
-            symbols, committed_rows = run.committed
-
             def payload(event_id: str) -> dict:
-                return {**run.event_payload(event_id, finished[0]), "status": "failed", "symbols": symbols,
-                        "rows_upserted": committed_rows, "error": error}
+                return {**run.event_payload(event_id, finished[0]), "status": status, "symbols": symbols,
+                        "rows_upserted": rows, "failed": failures, "error": error}
 
             kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job, payload)
     conn.commit()

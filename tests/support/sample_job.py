@@ -2,8 +2,8 @@
 
 It registers the given assets and upserts one market_data row per asset for a
 fixed day. Arguments make it report failures, sleep while holding its lock
-(with its rows written but not yet committed), commit them as a checkpoint, or
-raise after writing.
+(with its rows written but not yet committed), commit each asset as a
+checkpoint, or raise when it reaches an asset or after writing.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def build_parser():
     parser.add_argument("--fail", default="", metavar="SYM,SYM", help="symbols to report as failed")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to wait before finishing")
     parser.add_argument("--raise-after-write", action="store_true", help="raise once the rows are written")
-    parser.add_argument("--checkpoint", action="store_true", help="commit the rows (JobRun.checkpoint) once written")
+    parser.add_argument("--checkpoint", action="store_true", help="commit each asset's row (JobRun.checkpoint)")
+    parser.add_argument("--raise-at", default="", metavar="SYM", help="raise on reaching this asset, before its row")
     return parser
 
 
@@ -53,16 +54,20 @@ def _run(args, settings) -> int:
     failing = {s.strip().upper() for s in args.fail.split(",") if s.strip()}
     params = {"symbols": [a.spec for a in assets], "price": args.price, "fail": sorted(failing)}
     with job_run(JOB, settings, params, dry_run=args.dry_run, topic=TOPIC) as run:
-        loaded = [a for a in assets if a.symbol not in failing]
+        run.plan(a.spec for a in assets)
         with run.conn.cursor() as cur:
             register_assets(cur, assets)
-            bulk_upsert(cur, "market_data", COLUMNS,
-                        [(a.symbol, a.asset_type, DAY, args.price, "sample", AS_OF) for a in loaded],
-                        key=("symbol", "asset_type", "date"), newer_column="as_of")
-        for asset in loaded:
-            run.succeeded(asset.spec, 1)
-        if args.checkpoint and not args.dry_run:
-            run.checkpoint()
+            for asset in assets:
+                if asset.symbol == args.raise_at.upper():
+                    raise RuntimeError(f"sample job told to fail at {asset.spec}")
+                if asset.symbol in failing:
+                    continue
+                bulk_upsert(cur, "market_data", COLUMNS, [(asset.symbol, asset.asset_type, DAY, args.price,
+                                                           "sample", AS_OF)],
+                            key=("symbol", "asset_type", "date"), newer_column="as_of")
+                run.succeeded(asset.spec, 1)
+                if args.checkpoint and not args.dry_run:
+                    run.checkpoint()
         for asset in assets:
             if asset.symbol in failing:
                 run.failed(asset.spec, "sample failure as asked")
