@@ -77,15 +77,33 @@ def test_a_holiday_is_never_requested_again(yahoo, db):
     assert yahoo.chart_requests() == []
 
 
-def test_a_day_whose_bar_failed_validation_is_asked_for_again(yahoo, db):
+def recent_weekday(days_ago: int) -> date:
+    day = datetime.now(timezone.utc).date() - timedelta(days=days_ago)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def test_a_recent_day_whose_bar_failed_validation_is_asked_for_again(yahoo, db):
+    broken = recent_weekday(10)
+    start, end = broken - timedelta(days=7), broken + timedelta(days=3)
+    yahoo.broken.add(("AAPL", broken))
+    assert backfill("AAPL:STOCK", start=start, end=end) == 0
+    assert broken not in stored_days(db, "AAPL")
+    yahoo.broken.clear()
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", start=start, end=end) == 0
+    assert yahoo.requested_days("AAPL") == [(broken, broken)]
+    assert broken in stored_days(db, "AAPL")
+
+
+def test_a_day_whose_bar_failed_validation_is_final_once_older_than_the_grace_window(yahoo, db):
     yahoo.broken.add(("AAPL", date(2024, 2, 14)))
     assert backfill("AAPL:STOCK") == 0
     assert date(2024, 2, 14) not in stored_days(db, "AAPL")
-    yahoo.broken.clear()
     yahoo.api.reset()
     assert backfill("AAPL:STOCK") == 0
-    assert yahoo.requested_days("AAPL") == [(date(2024, 2, 14), date(2024, 2, 14))]
-    assert date(2024, 2, 14) in stored_days(db, "AAPL")
+    assert yahoo.chart_requests("AAPL") == []
 
 
 def test_days_before_listing_are_not_asked_for_again(yahoo, db):

@@ -16,7 +16,7 @@ from collections import Counter
 from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Sequence
 
 from etl.assets import record_asset_errors
@@ -33,6 +33,9 @@ from etl.validate import Validated, validate_bars
 log = logging.getLogger(__name__)
 
 COOL_OFF_DAYS = 7
+# A day whose bar fails validation is asked again on later runs while it is this recent (a provider may
+# still correct it); older, it is recorded as a day without usable data, so it is not asked every night.
+DROPPED_DAY_GRACE_DAYS = 30
 FETCH_THREADS = 8
 
 
@@ -175,6 +178,16 @@ def _fetch_all(chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def unusable_days(served_days: set[date], validated: Validated, *, today: date) -> set[date]:
+    """Days whose bar was dropped and that are older than DROPPED_DAY_GRACE_DAYS: final, like an empty day.
+
+    A dropped day inside the grace window stays missing and is asked again (from any provider).
+    """
+    valid = {bar.date for bar in validated.rows}
+    final_before = today - timedelta(days=DROPPED_DAY_GRACE_DAYS)
+    return {day for day in served_days - valid if day < final_before}
+
+
 def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, lookback_days: int) -> None:
     asset = fetched.asset
     rows = 0
@@ -189,9 +202,9 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             rows += len(validated.rows)
             if not run.dry_run:
                 run.rows_upserted += store.upsert_bars(cur, validated.rows, fetched_at)
-                # Only a day with no row at all is empty: a day whose row was dropped is asked again.
                 ledger.append((asset, provider, span, returned, validated.dropped,
-                               empty_days(span, served_days, today=today, lookback_days=lookback_days)))
+                               empty_days(span, served_days - unusable_days(served_days, validated, today=today),
+                                          today=today, lookback_days=lookback_days)))
         if not run.dry_run:
             store.record_fetches(cur, ledger)
         if fetched.error is None:
