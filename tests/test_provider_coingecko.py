@@ -48,17 +48,17 @@ def error_of(call):
     return caught.value
 
 
-def test_history_is_one_bar_per_utc_day_closing_at_the_days_last_price(fake_api):
+def test_history_is_one_bar_per_utc_day_closing_at_the_first_point_of_the_next_day(fake_api):
     serve(fake_api, CHART, "market_chart_range_bitcoin.json")
     bars = provider(fake_api).history(BTC, date(2024, 5, 10), date(2024, 5, 12))
     assert by_day(bars) == {
-        "2024-05-10": ("60793.3541287195", "31268840522.7735"),
-        "2024-05-11": ("60806.0125569812", "13873520391.5567"),
-        "2024-05-12": ("61463.7712998451", "11876544120.0073"),  # the day's last price is null: the one before
+        "2024-05-10": ("60801.2210449932", "31005478219.0041"),  # 05-11 00:03:52
+        "2024-05-11": ("60822.4400134678", "13790214427.9912"),  # 05-12 00:02:33
+        "2024-05-12": ("61463.7712998451", "11876544120.0073"),  # no later point: its last price, 23:02 is null
     }
     assert all(isinstance(b.price, Decimal) and b.currency == "USD" and b.source == "coingecko" for b in bars)
     assert all((b.open, b.high, b.low) == (None, None, None) for b in bars)
-    assert bars[0].as_of == datetime(2024, 5, 10, 23, 3, 7, tzinfo=timezone.utc)
+    assert bars[0].as_of == datetime(2024, 5, 11, 0, 3, 52, tzinfo=timezone.utc)
 
 
 def test_history_asks_in_unix_seconds_from_the_first_day_through_the_day_after_the_last(fake_api):
@@ -82,21 +82,24 @@ def test_a_daily_point_at_midnight_utc_is_the_close_of_the_day_before(fake_api):
 
 
 def test_hourly_and_daily_answers_give_a_day_the_same_close(fake_api):
-    hourly = {"prices": [[1715381000000, 60700.5], [1715382187000, 60793.35]],           # 05-10 22:43, 23:03
-              "total_volumes": [[1715381000000, 31000000000.1], [1715382187000, 31268840522.7]]}
-    daily = {"prices": [[1715299200000, 63100.0], [1715385600000, 60793.35]],            # 05-10, 05-11 00:00
-             "total_volumes": [[1715299200000, 27000000000.0], [1715385600000, 31268840522.7]]}
+    # A look-back re-check (hourly, up to 90 days) must store the close the first backfill (daily) stored:
+    # both are the reading at the next day's 00:00 (hourly: its first point, 00:03), not the day's 23:03.
+    hourly = {"prices": [[1715382187000, 60793.35], [1715385832000, 60801.22], [1715389400000, 60850.0]],
+              "total_volumes": [[1715382187000, 31268840522.7], [1715385832000, 31005478219.0],
+                                [1715389400000, 30900000000.0]]}                         # 05-10 23:03, 05-11 00:03, 01:03
+    daily = {"prices": [[1715299200000, 63100.0], [1715385600000, 60801.22]],            # 05-10, 05-11 00:00
+             "total_volumes": [[1715299200000, 27000000000.0], [1715385600000, 31005478219.0]]}
     answers = iter([hourly, daily])
     fake_api.route(CHART, lambda request: next(answers))
     cg = provider(fake_api)
     from_hourly = cg.history(BTC, date(2024, 5, 10), date(2024, 5, 10))
     from_daily = cg.history(BTC, date(2024, 5, 10), date(2024, 5, 10))
-    assert by_day(from_hourly) == by_day(from_daily) == {"2024-05-10": ("60793.35", "31268840522.7")}
+    assert by_day(from_hourly) == by_day(from_daily) == {"2024-05-10": ("60801.22", "31005478219.0")}
 
 
 def test_a_day_with_only_null_prices_is_dropped_and_counted_by_validation(fake_api):
     payload = fixture_json("coingecko/market_chart_range_bitcoin.json")
-    for point in payload["prices"][3:6]:          # every 2024-05-11 price
+    for point in payload["prices"][3:7]:          # every 2024-05-11 price and its close, 05-12 00:02
         point[1] = None
     payload["prices"][0][1] = -5                  # 2024-05-10's first price is broken, its last is fine
     fake_api.route(CHART, payload)

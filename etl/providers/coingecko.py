@@ -4,11 +4,13 @@ History comes from /coins/{id}/market_chart/range, which has no OHLC: one
 [ms, value] point per hour for ranges up to 90 days, one a day beyond. A daily
 point is stamped 00:00 UTC and holds the UTC day that just ended (CoinGecko
 documents "the last completed UTC day (00:00)"), so a point at exactly
-midnight closes the day before; every other point belongs to its own day.
-A day's bar is the last price of that UTC day as its close, and the last
-24-hour volume reading of the day as its volume: both granularities give a
-day the same close. The request runs through the day after the last one, so
-the last day's midnight close is in the answer. Quotes come from
+midnight belongs to the day before; every other point to its own day.
+A day's close (and its 24-hour volume) is the first point in the hour from the
+next 00:00 UTC — the daily point at midnight, or the first hourly point of the
+next day — so both granularities close a day at the same moment and a
+look-back re-check (hourly) agrees with the first backfill (daily). The request
+runs through the day after the last one so that point is in the answer; only a
+day without it (today, or a null reading there) closes at its own last point. Quotes come from
 /simple/price, many ids in one request.
 
 The key is optional: a demo key goes in the `x-cg-demo-api-key` header, never
@@ -26,6 +28,7 @@ over both.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
@@ -57,6 +60,7 @@ COIN_IDS = {
 KEY_ERROR_CODES = frozenset({401, 10002, 10010, 10011})
 PLAN_ERROR_CODES = frozenset({10005})
 RANGE_ERROR_CODES = frozenset({10012})
+CLOSE_WINDOW_MS = 3_600_000  # a day closes at the first point of the next day's first hour
 
 
 def scrub(text: str, api_key: str | None) -> str:
@@ -145,21 +149,29 @@ def closing_day(ms: int) -> date:
     return utc_moment(ms - 1).date()
 
 
-def _last_of_each_day(series: Any) -> dict[date, tuple[datetime, Any]]:
-    """Per UTC day closed, the last point with a value (or the last point, if none has one)."""
+def _close_of_each_day(series: Any) -> dict[date, tuple[datetime, Any]]:
+    """Per UTC day with points, its closing point: the first point with a value in the hour from the next
+    00:00 UTC; else (today, or a gap) the day's last point with a value, or its last point if none has one."""
+    points = _points(series)
+    valued = [(ms, value) for ms, value in points if value is not None]
     days: dict[date, tuple[datetime, Any]] = {}
-    for ms, value in _points(series):
+    for ms, value in points:
         day = closing_day(ms)
         held = days.get(day)
         if value is not None or held is None or held[1] is None:
             days[day] = (utc_moment(ms), value)
+    for day in days:
+        next_midnight = int(datetime.combine(day + timedelta(days=1), time(0), timezone.utc).timestamp()) * 1000
+        first = bisect_left(valued, next_midnight, key=lambda point: point[0])
+        if first < len(valued) and valued[first][0] < next_midnight + CLOSE_WINDOW_MS:
+            days[day] = (utc_moment(valued[first][0]), valued[first][1])
     return days
 
 
 def parse_market_chart(payload: Mapping[str, Any], asset: Asset) -> list[Bar]:
-    """One bar per UTC day: the day's last price as the close, its last 24 h volume reading."""
-    prices = _last_of_each_day(payload.get("prices"))
-    volumes = _last_of_each_day(payload.get("total_volumes"))
+    """One bar per UTC day: the price and 24 h volume at the day's close (`_close_of_each_day`)."""
+    prices = _close_of_each_day(payload.get("prices"))
+    volumes = _close_of_each_day(payload.get("total_volumes"))
     return [Bar(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=to_decimal(value),
                 volume=to_decimal(volumes.get(day, (None, None))[1]), currency=CURRENCY, as_of=moment,
                 source=NAME)
