@@ -270,3 +270,12 @@ def test_a_fallback_provider_without_its_key_stops_the_run_before_anything_is_fe
     assert yahoo.chart_requests() == []
     assert row_count(db, "market_data") == 0
     assert row_count(db, "etl_outbox") == 0
+
+
+def test_an_assets_own_provider_without_its_key_is_skipped_for_that_asset_and_the_chain_serves_it(yahoo, db,
+                                                                                                monkeypatch):
+    monkeypatch.setenv("STOCK_PROVIDERS", "yahoo")
+    assert run_etl("assets", "add", "AAPL:STOCK", "--provider", "twelvedata") == 0
+    assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
+    assert stored_days(db, "AAPL") == yahoo.trading_days("AAPL", START, END)
+    assert rows(db, "SELECT DISTINCT source FROM market_data") == [("yahoo",)]

@@ -100,10 +100,11 @@ class ProviderChain:
         self.exhausted: dict[str, QuotaExhaustedError] = {}  # provider → why its quota is spent (this run)
         self.budget: DailyBudget | None = None
         self._providers: dict[str, Provider] = {}
+        self._unusable: dict[str, EtlError] = {}  # an asset's own provider that cannot be built → why
         self._lock = threading.Lock()
 
     def candidates(self, asset: Asset) -> list[str]:
-        return candidates(asset, self.settings, self.override)
+        return [name for name in candidates(asset, self.settings, self.override) if name not in self._unusable]
 
     def provider(self, name: str) -> Provider:
         with self._lock:
@@ -113,10 +114,38 @@ class ProviderChain:
             return self._providers[name]
 
     def check(self, assets: Iterable[Asset]) -> None:
-        """Build every provider any of `assets` may need, so that a missing key or an unavailable
-        provider stops the run (exit 2) before anything is fetched or written."""
-        for name in dict.fromkeys(name for asset in assets for name in self.candidates(asset)):
+        """Build the configured providers `assets` may need, so that a missing key or an unavailable
+        provider stops the run (exit 2) before anything is fetched or written.
+
+        Configured means --provider, or the *_PROVIDERS chains of the assets' types. An asset's own
+        `provider` is data, not configuration: one that cannot be built is left out for the assets
+        naming it (logged once), which fall back to their type's chain.
+        """
+        assets = list(assets)
+        if self.override:
+            configured = [self.override]
+        else:
+            types = {asset.asset_type for asset in assets}
+            configured = [name for asset_type in sorted(types) for name in self.settings.provider_chain(asset_type)
+                          if asset_type in provider_type_set(name)]
+        for name in dict.fromkeys(configured):
             self.provider(name)
+        if self.override:
+            return
+        for asset in assets:
+            name = asset.provider
+            if not name or name in configured:
+                continue
+            if name not in self._unusable:
+                try:
+                    if asset.asset_type in provider_type_set(name):
+                        self.provider(name)
+                    continue
+                except EtlError as exc:
+                    self._unusable[name] = exc
+            log.warning("%s: its own provider %s cannot be used (%s); asking its type's chain instead — fix it "
+                        "or change it with `etl assets add %s --provider …`", asset.spec, name,
+                        self._unusable[name], asset.spec)
 
     @contextmanager
     def counting(self, budget: DailyBudget) -> Iterator[DailyBudget]:
