@@ -5,10 +5,13 @@ Each message on a request topic is a JSON object of the job's options
 The offset is committed only after the job has finished, so a worker that dies
 mid-job leaves the request to the next member of the group; jobs are
 idempotent, so redoing one is harmless. A request that cannot be run (not
-JSON, an unknown option, a bad value) goes to <topic>.DLQ with its error, and
-so does a request whose job failed (exit 1: the database unreachable, every
-asset failed), so that it can be replayed once the cause is fixed rather than
-lost. A job that finds its lock held (exit 75) is retried shortly, not dropped.
+JSON, an unknown option, a bad value) goes to <topic>.DLQ with its error. A
+request whose job failed (exit 1: the database unreachable, every asset
+failed) is retried in place after each of --retry-delays (its offset sought
+back, not committed, so the partition waits instead of draining into the DLQ
+while the cause is transient); only when those are used up does it go to the
+DLQ with its error and attempts, to be replayed once the cause is fixed rather
+than lost. A job that finds its lock held (exit 75) is retried shortly, not dropped.
 
 SIGTERM or Ctrl-C: the current job may finish within --stop-grace seconds,
 otherwise it is abandoned (rolled back, its offset not committed); the worker
@@ -198,6 +201,7 @@ class WorkerOptions:
     max_poll_interval_ms: int = 3_600_000
     stop_grace: float = 8.0
     poll_timeout_ms: int = 500
+    retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0)  # before each retry of a failed (exit 1) request
 
 
 class Worker:
@@ -210,6 +214,7 @@ class Worker:
         self.in_job = False
         self.abandoned = False
         self._parsers: dict[str, argparse.ArgumentParser] = {}
+        self._failed_attempts: dict[tuple[str, int, int], int] = {}  # (topic, partition, offset) → failures
         self.consumer = None
         self.producer = None
 
@@ -304,8 +309,18 @@ class Worker:
                 log.info("%s: %s finished with exit %d", where, job, code)
             else:
                 cause = self.stderr.last_line() or "no error line"
+                attempt = self._failed_attempts.pop((record.topic, record.partition, record.offset), 0) + 1
+                if attempt <= len(self.options.retry_delays):
+                    delay = self.options.retry_delays[attempt - 1]
+                    log.warning("%s: %s failed with exit %d (attempt %d of %d): %s; retrying in %g s",
+                                where, job, code, attempt, len(self.options.retry_delays) + 1, cause, delay)
+                    self._failed_attempts[(record.topic, record.partition, record.offset)] = attempt
+                    self.consumer.seek(partition, record.offset)
+                    self._sleep(delay)
+                    return
                 self.dead_letter(record, where, f"{job} failed with exit {code} (see etl_job_runs): {cause}",
-                                 kind="failed request", exit_code=code)
+                                 kind="failed request", exit_code=code, attempts=attempt)
+        self._failed_attempts.pop((record.topic, record.partition, record.offset), None)
         self._commit(partition, OffsetAndMetadata(record.offset + 1, "", -1), where)
 
     def parser(self, job: str) -> argparse.ArgumentParser:
@@ -332,7 +347,7 @@ class Worker:
         return None if self.abandoned else code
 
     def dead_letter(self, record, where: str, error: str, *, kind: str = "poison request",
-                    exit_code: int | None = None) -> None:
+                    exit_code: int | None = None, attempts: int = 1) -> None:
         """Send the request to <topic>.DLQ with why, to be replayed (re-sent to its topic) once fixed."""
         log.error("%s: %s sent to %s%s: %s", where, kind, record.topic, DLQ_SUFFIX, error)
         letter = {
@@ -343,6 +358,7 @@ class Worker:
             "value": record.value.decode("utf-8", "replace") if record.value is not None else None,
             "error": error,
             "exit_code": exit_code,
+            "attempts": attempts,
             "failed_at": datetime.now(timezone.utc).isoformat(),
         }
         key = letter["key"] or self.topics[record.topic]
@@ -406,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-grace", type=float, default=WorkerOptions.stop_grace, metavar="SECONDS",
                         help="on SIGTERM, how long the current job may go on before it is abandoned "
                              "(default %(default)s)")
+    parser.add_argument("--retry-delays", type=_delays, default=WorkerOptions.retry_delays, metavar="SECONDS,…",
+                        help="a request whose job fails (exit 1) is run again after each of these waits, then "
+                             "sent to <topic>.DLQ; 'none' sends it at once (default 5,30,120)")
     return parser
 
 
@@ -415,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--heartbeat-interval-ms must be smaller than --session-timeout-ms")
     options = WorkerOptions(session_timeout_ms=args.session_timeout_ms,
                             heartbeat_interval_ms=args.heartbeat_interval_ms,
-                            max_poll_interval_ms=args.max_poll_interval_ms, stop_grace=args.stop_grace)
+                            max_poll_interval_ms=args.max_poll_interval_ms, stop_grace=args.stop_grace,
+                            retry_delays=args.retry_delays)
 
     def body(settings: Settings) -> int:
         if not settings.kafka_bootstrap_servers:
@@ -436,3 +456,16 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not 0 <= d < float("inf") for d in delays):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seconds (like 5,30,120) "
+                                         "or 'none'")
+    return delays

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from kafka import KafkaProducer
@@ -148,6 +151,16 @@ def test_a_request_the_job_would_reject_is_poison(options, error):
         request_argv(sample_parser(), options)
 
 
+def test_retry_delays_are_seconds_separated_by_commas_or_none():
+    parse = worker_module.build_parser().parse_args
+    assert parse([]).retry_delays == (5.0, 30.0, 120.0)
+    assert parse(["--retry-delays", "0.5,2"]).retry_delays == (0.5, 2.0)
+    assert parse(["--retry-delays", "none"]).retry_delays == ()
+    for bad in ("soon", "1,,2", "-1", "inf"):
+        with pytest.raises(SystemExit):
+            parse(["--retry-delays", bad])
+
+
 # --- against the broker ------------------------------------------------------------------
 
 def test_a_request_produces_the_jobs_rows_and_its_completion_event(workers, with_kafka, etl_env, db):
@@ -197,22 +210,41 @@ def test_a_poison_request_lands_in_the_dlq_and_the_next_request_still_runs(worke
     assert worker.stop() == 0
 
 
-def test_a_request_whose_job_fails_lands_in_the_dlq_with_its_error_instead_of_being_lost(
+def test_a_request_whose_job_keeps_failing_lands_in_the_dlq_after_its_retries_instead_of_being_lost(
         workers, with_kafka, etl_env, db):
-    worker = workers()
+    worker = workers("--retry-delays", "0.2,0.2")
     topic = etl_env["KAFKA_TOPIC_PREFIX"] + "HISTORICAL_MARKET_DATA_REQUEST"
-    # Yahoo's base URL points at a closed port: every asset fails and the job exits 1.
+    # Yahoo's base URL points at a closed port: every asset fails and the job exits 1, every time.
     failing = {"symbols": ["AAPL:STOCK"], "start": "2024-01-02", "end": "2024-01-05"}
     send_requests(with_kafka, topic, [failing], partitions=1)
 
-    wait_until(lambda: finished_runs(db) == 1, what="the failing run", logs=[worker])
-    (letter,) = read_events(with_kafka, topic + ".DLQ", expect=1, timeout=20)
-    assert (letter["topic"], letter["offset"], letter["exit_code"]) == (topic, 0, 1)
+    (letter,) = read_events(with_kafka, topic + ".DLQ", expect=1, timeout=40)
+    assert (letter["topic"], letter["offset"], letter["exit_code"], letter["attempts"]) == (topic, 0, 1, 3)
     assert json.loads(letter["value"]) == failing
     assert "exit 1" in letter["error"] and "fetch_historical_market_data" in letter["error"]
-    assert scalar(db, "SELECT status FROM etl_job_runs") == "failed"
+    assert rows(db, "SELECT status FROM etl_job_runs") == [("failed",)] * 3
+    assert worker.log().count("retrying in 0.2 s") == 2
     assert "failed request sent to" in worker.log()
     assert worker.stop() == 0
+
+
+def test_a_request_failing_while_the_database_is_unreachable_is_retried_and_runs_once_it_is_back(
+        workers, with_kafka, etl_env, db, database_url):
+    outage = DatabaseOutage(database_url)
+    etl_env["DATABASE_URL"] = outage.url
+    worker = workers("--retry-delays", "1,1,1,1,1,1,1,1,1,1")
+    topic = etl_env["KAFKA_TOPIC_PREFIX"] + REQUEST
+    send_requests(with_kafka, topic, [mock_request(4)], partitions=1)
+
+    wait_until(lambda: "(attempt 1 of 11)" in worker.log(), what="a failure at connect", logs=[worker])
+    assert "cannot connect" in worker.log()
+    outage.end()
+    try:
+        wait_until(lambda: seeds_run(db) == [4], what="the run once the database is back", logs=[worker])
+        assert read_events(with_kafka, topic + ".DLQ", timeout=3) == []
+        assert worker.stop() == 0
+    finally:
+        outage.close()
 
 
 def test_a_worker_killed_mid_job_leaves_the_request_to_the_other_which_redoes_it(
@@ -273,6 +305,53 @@ def test_the_worker_without_a_broker_says_so_and_exits_2(etl_env):
     result = run_etl_process([PYTHON, "-m", "etl", "worker"], etl_env)
     assert result.returncode == 2
     assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+class DatabaseOutage:
+    """A port where PostgreSQL is unreachable (connections refused) until `end()`, then reachable:
+    from then on it forwards each connection to the real server."""
+
+    def __init__(self, database_url: str):
+        self.target = urlsplit(database_url)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = urlunsplit(self.target._replace(netloc=self.target.netloc.replace(
+            f"{self.target.hostname}:{self.target.port or 5432}", f"127.0.0.1:{self.port}")))
+        assert self.url != database_url, "the database URL has no host:port to replace"
+        self.listener: socket.socket | None = None
+
+    def end(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((self.target.hostname, self.target.port or 5432))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
 
 
 def topic_partitions(bootstrap: str, topic: str) -> int:
