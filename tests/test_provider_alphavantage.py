@@ -105,9 +105,17 @@ def test_a_premium_refusal_is_retryable_so_the_chain_asks_the_next_provider(fake
     assert not isinstance(error, FatalError) and "premium feature" in str(error)
 
 
-def test_limits_declare_the_depth_the_free_plan_serves():
+def test_only_stock_and_etf_history_is_limited_to_the_compact_series_and_it_stays_inside_20_weeks():
     from etl.providers import provider_class
-    assert provider_class("alphavantage").limits.max_history_days == COMPACT_DAYS == 140
+    alphavantage = provider_class("alphavantage")
+    assert alphavantage.history_depth("STOCK") == alphavantage.history_depth("ETF") == COMPACT_DAYS < 140
+    assert alphavantage.history_depth("FOREX") is None and alphavantage.history_depth("CRYPTO") is None
+
+
+def test_a_forex_backfill_with_alphavantage_alone_plans_the_whole_requested_range():
+    from etl.pipeline.history import deepest_history
+    assert deepest_history(["alphavantage"], "FOREX") is None
+    assert deepest_history(["alphavantage"], "STOCK") == COMPACT_DAYS
 
 
 def test_forex_history_comes_from_fx_daily_priced_in_the_quote_currency(fake_api):

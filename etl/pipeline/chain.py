@@ -5,7 +5,7 @@ name); otherwise the asset's own `asset.provider` (when set), then the
 configured chain of its type (`*_PROVIDERS`). Providers that do
 not cover the type are skipped. A retryable or not-found error moves on to the
 next provider; a fatal one stops the job. For history, a provider serves only
-the days its declared `limits.max_history_days` reach: the older rest of a span
+the days its declared `history_depth` of the asset's type reaches: the older rest of a span
 is asked of the providers after it, and a provider that reaches none of the
 span is not asked at all (`history_parts`). A provider whose daily quota is spent
 is not asked again in this run, and what only it could give is *deferred*.
@@ -69,9 +69,9 @@ def daily_limit(name: str, settings: Settings) -> int | None:
     return settings.daily_limit(name, provider_limits(name).per_day)
 
 
-def earliest_served(name: str, today: date) -> date | None:
-    """The oldest day provider `name` serves history for (its declared depth); None: no limit."""
-    depth = provider_limits(name).max_history_days
+def earliest_served(name: str, asset_type: str, today: date) -> date | None:
+    """The oldest day provider `name` serves history of `asset_type` for (its declared depth); None: no limit."""
+    depth = _load_class(name).history_depth(asset_type)
     return None if depth is None else today - timedelta(days=depth - 1)
 
 
@@ -221,7 +221,7 @@ class ProviderChain:
             if name in self.exhausted:
                 errors.append(self.exhausted[name])
                 continue
-            reach = earliest_served(name, today)
+            reach = earliest_served(name, asset.asset_type, today)
             if reach is not None and reach > last:
                 log.info("%s: %s serves history from %s only; asking the next provider for %s..%s",
                          asset.spec, name, reach, start, last)

@@ -26,6 +26,7 @@ from etl.pipeline import store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import DeferredError, ProviderChain, daily_limit, provider_limits
 from etl.pipeline.plan import Span, budgets, empty_days, plan_spans
+from etl.providers import provider_class
 from etl.utils.db_utils import JobRun
 from etl.utils.log_utils import progress
 from etl.validate import Validated, validate_bars
@@ -71,20 +72,20 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
     for asset, first in firsts:
         limits = provider_limits(first) if first else None
         per_minute = chain.settings.rate_limit(first, limits.per_minute) if limits else None
-        deepest = deepest_history(chain.candidates(asset))
+        deepest = deepest_history(chain.candidates(asset), asset.asset_type)
         spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
         plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first)))
     return plans
 
 
-def deepest_history(names: Sequence[str]) -> int | None:
-    """How far back any of the providers `names` serves, in days; None when one has no limit.
+def deepest_history(names: Sequence[str], asset_type: str) -> int | None:
+    """How far back any of the providers `names` serves `asset_type`, in days; None when one has no limit.
 
     The chain asks the deeper providers for what the first cannot serve, so only
     days that no candidate reaches are left out of the plan.
     """
-    depths = [provider_limits(name).max_history_days for name in names]
+    depths = [provider_class(name).history_depth(asset_type) for name in names]
     if not depths or None in depths:
         return None
     return max(depths)

@@ -10,9 +10,9 @@ market=USD for crypto. `outputsize=compact` (the latest 100 data points) is
 asked for whenever the range starts within COMPACT_DAYS calendar days. Older
 forex ranges ask `full`; for TIME_SERIES_DAILY `full` is a premium feature, so
 an older stock range is not asked at all: it raises a RetryableError and the
-chain asks the next provider (the free plan's depth, COMPACT_DAYS, is declared
-in `limits.max_history_days` so the planner does not ask this provider for
-more). Any "premium" notice the API still sends is a RetryableError too: it
+chain asks the next provider (that depth, COMPACT_DAYS, is declared for stocks
+and ETFs only by `history_depth`, so the planner does not ask this provider for
+more; forex and crypto history is served in full). Any "premium" notice the API still sends is a RetryableError too: it
 concerns one request, never the whole job.
 
 Quotes: GLOBAL_QUOTE for stocks and ETFs, CURRENCY_EXCHANGE_RATE for forex and
@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 NAME = "alphavantage"
 KEY_VARIABLE = "ALPHA_VANTAGE_API_KEY"
 CRYPTO_MARKET = "USD"
-COMPACT_DAYS = 140  # 100 trading days span about 145 calendar days; stay inside them
+# 100 weekday points span exactly 20 weeks (140 days); a day or two of lag would leave the oldest weekday
+# of a 140-day window outside the answer and record it as empty for good, so stay well inside them.
+COMPACT_DAYS = 130
+LIMITED_TYPES = frozenset({"STOCK", "ETF"})  # only TIME_SERIES_DAILY's full output is premium
 
 SERIES_KEYS = {
     "TIME_SERIES_DAILY": "Time Series (Daily)",
@@ -220,9 +223,13 @@ def _refreshed_at(text: Any, zone_name: Any) -> datetime | None:
 class AlphaVantage(Provider):
     name = NAME
     asset_types = frozenset({"STOCK", "ETF", "FOREX", "CRYPTO"})
-    limits = Limits(per_minute=5, per_day=25, max_batch=1, max_history_days=COMPACT_DAYS)
+    limits = Limits(per_minute=5, per_day=25, max_batch=1)
     needs_key = True
     key_variable = KEY_VARIABLE
+
+    @classmethod
+    def history_depth(cls, asset_type: str) -> int | None:
+        return COMPACT_DAYS if asset_type in LIMITED_TYPES else None
 
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         super().__init__(session, base_url, api_key)

@@ -51,6 +51,11 @@ class Provider:
         # the pipeline stores them in asset.provider_symbol so they are looked up once.
         self.learned_symbols: dict[Asset, str] = {}
 
+    @classmethod
+    def history_depth(cls, asset_type: str) -> int | None:
+        """How many days back this provider serves history for `asset_type`; None: no limit."""
+        return cls.limits.max_history_days
+
     def supports(self, asset: Asset) -> bool:
         return asset.asset_type in self.asset_types
 
