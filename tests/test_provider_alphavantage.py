@@ -99,10 +99,11 @@ def test_a_premium_refusal_is_retryable_so_the_chain_asks_the_next_provider(fake
     first = last - timedelta(days=10)
     aapl = Asset("AAPL", "STOCK")
     both = ProviderChain(Settings.from_env({**env, "STOCK_PROVIDERS": "alphavantage,yahoo"}, dotenv=False))
-    assert both.history(aapl, first, last)[0] == "yahoo"
+    parts, error = both.history_parts(aapl, first, last, today=last)
+    assert [part.provider for part in parts] == ["yahoo"] and error is None
     alone = ProviderChain(Settings.from_env({**env, "STOCK_PROVIDERS": "alphavantage"}, dotenv=False))
-    error = error_of(lambda: alone.history(aapl, first, last))
-    assert not isinstance(error, FatalError) and "premium feature" in str(error)
+    parts, error = alone.history_parts(aapl, first, last, today=last)
+    assert parts == [] and not isinstance(error, FatalError) and "premium feature" in str(error)
 
 
 def test_only_stock_and_etf_history_is_limited_to_the_compact_series_and_it_stays_inside_20_weeks():

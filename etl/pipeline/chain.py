@@ -180,27 +180,6 @@ class ProviderChain:
                 learned.setdefault(asset, (name, symbol))
         return learned
 
-    def history(self, asset: Asset, start: date, end: date) -> tuple[str, list[Bar]]:
-        """(provider name, bars) from the first provider in the chain that answers the whole span,
-        as the provider gave them (it may serve less than asked: see `history_parts`)."""
-        names = self.candidates(asset)
-        if not names:
-            raise no_provider_error(asset)
-        errors: list[EtlError] = []
-        for name in names:
-            if name in self.exhausted:
-                errors.append(self.exhausted[name])
-                continue
-            try:
-                return name, self.provider(name).history(for_provider(asset, name), start, end)
-            except QuotaExhaustedError as exc:
-                self._exhaust(name, exc)
-                errors.append(exc)
-            except (RetryableError, NotFoundError) as exc:
-                log.info("%s: %s failed for %s..%s (%s); trying the next provider", asset.spec, name, start, end, exc)
-                errors.append(exc)
-        raise combined_error(asset, errors)
-
     def history_parts(self, asset: Asset, start: date, end: date, *,
                       today: date) -> tuple[list[Served], EtlError | None]:
         """The bars of `start`..`end`, newest part first, each with the provider and the span it covered.
