@@ -8,20 +8,36 @@ a later quote the same day replaces the earlier one, an older one never does.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import date
-from typing import Sequence
+from typing import Callable, Sequence
 
 from etl.assets import record_asset_errors, register_assets
+from etl.config import Settings
 from etl.errors import FatalError
 from etl.models import Asset
-from etl.pipeline import store
+from etl.pipeline import selection, store
 from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import DeferredError, ProviderChain
-from etl.utils.db_utils import JobRun
+from etl.utils.db_utils import JobRun, job_run
 from etl.validate import validate_quotes
 
 log = logging.getLogger(__name__)
+
+
+def run_quote_job(job: str, args, settings: Settings, pick_assets: Callable[[JobRun], list[Asset]], *,
+                  register_new: bool = False) -> int:
+    """The body both quote jobs share: run, pick the assets, load their quotes, print the summary."""
+    started = time.monotonic()
+    selection.check_named(args.symbols)
+    params = {"symbols": [a.spec for a in args.symbols or ()], "provider": args.provider, "dry_run": args.dry_run}
+    chain = ProviderChain(settings, args.provider)
+    with job_run(job, settings, params, dry_run=args.dry_run) as run:
+        load_quotes(run, chain, pick_assets(run), today=selection.utc_today(), register_new=register_new)
+        run.extra["requests"] = chain.requests_made
+    print(selection.summary(job, run, chain.requests_made, started))
+    return run.exit_code
 
 
 def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, today: date,

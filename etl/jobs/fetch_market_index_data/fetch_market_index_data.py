@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
@@ -18,8 +17,6 @@ if __package__ in (None, ""):  # run as a script: make `etl` importable from the
 from etl.cli import job_parser, run_cli  # noqa: E402
 from etl.models import Asset  # noqa: E402
 from etl.pipeline import quotes, selection  # noqa: E402
-from etl.pipeline.chain import ProviderChain  # noqa: E402
-from etl.utils.db_utils import job_run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +33,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, settings) -> int:
-    started = time.monotonic()
-    selection.check_named(args.symbols)
-    params = {"symbols": [a.spec for a in args.symbols or ()], "provider": args.provider, "dry_run": args.dry_run}
-    chain = ProviderChain(settings, args.provider)
-    configured = [Asset(symbol, "INDEX") for symbol in settings.market_index_symbols]
-    with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
+    def pick_assets(run) -> list[Asset]:
         if args.symbols:
-            assets = selection.select_assets(run, [], (), extra=args.symbols)
-        else:
-            assets = selection.select_assets(run, None, ("INDEX",), extra=configured)
-        quotes.load_quotes(run, chain, assets, today=selection.utc_today(), register_new=True)
-        run.extra["requests"] = chain.requests_made
-    print(selection.summary(JOB, run, chain.requests_made, started))
-    return run.exit_code
+            return selection.select_assets(run, [], (), extra=args.symbols)
+        configured = [Asset(symbol, "INDEX") for symbol in settings.market_index_symbols]
+        return selection.select_assets(run, None, ("INDEX",), extra=configured)
+
+    return quotes.run_quote_job(JOB, args, settings, pick_assets, register_new=True)
 
 
 if __name__ == "__main__":
