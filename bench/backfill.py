@@ -188,6 +188,9 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--years", type=int, default=5)
     parser.add_argument("--sample", type=int, default=20, help="symbols in the serial baseline")
+    parser.add_argument("--client-rate", type=int, default=CLIENT_RATE_PER_MINUTE,
+                        help="the job's PROVIDER_RATE_LIMITS for yahoo, requests a minute "
+                             f"(default {CLIENT_RATE_PER_MINUTE}; {RATE * 60} = exactly the server's limit)")
     args = parser.parse_args()
 
     port, requests_made, throttled = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0), \
@@ -207,7 +210,7 @@ def main() -> int:
                    if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS", "MARKET_DATA_PROVIDERS", "DB_HOST")}
             env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url,
                         "LOG_LEVEL": "WARNING", "ETL_HTTP_BACKOFF": "0.2",
-                        "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}", "PYTHONPATH": str(REPO)})
+                        "PROVIDER_RATE_LIMITS": f"yahoo={args.client_rate}", "PYTHONPATH": str(REPO)})
             code, backfill_seconds, backfill_mb = run_job(argv, env)
             backfill_requests, backfill_429 = requests_made.value, throttled.value
             stored, copy_seconds = copy_floor(url)
