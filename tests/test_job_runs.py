@@ -54,6 +54,11 @@ def test_successful_run_records_success_counts_and_exits_0(etl_env, db):
     assert "success: 2 ok, 0 failed" in result.stdout
 
 
+def test_a_runs_duration_covers_the_work_of_its_last_transaction(etl_env, db):
+    assert run_sample(etl_env, "--sleep", "1.2").returncode == 0
+    assert scalar(db, "SELECT extract(epoch FROM finished_at - started_at) FROM etl_job_runs") >= 1.2
+
+
 def test_run_with_one_failed_asset_is_partial_and_exits_3(etl_env, db):
     result = run_sample(etl_env, "--fail", "MSFT")
     assert result.returncode == 3, result.stderr

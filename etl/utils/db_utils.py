@@ -483,7 +483,7 @@ def _finish_run(conn, run: JobRun, topic: str) -> None:
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
-               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
+               SET status = %s, finished_at = clock_timestamp(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
                    symbols_failed = %s, failures = %s
              WHERE run_id = %s
          RETURNING finished_at""",
@@ -537,7 +537,7 @@ def _record_end(conn, run: JobRun, status: str, error: str, symbols: list[str], 
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
-               SET status = %s, finished_at = now(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
+               SET status = %s, finished_at = clock_timestamp(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
                    symbols_failed = %s, failures = %s, error = %s
              WHERE run_id = %s
          RETURNING finished_at""",
