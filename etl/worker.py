@@ -63,37 +63,10 @@ class JobAbandoned(BaseException):
 # --- turning a request into a command line -------------------------------------------------
 
 def job_parser(job: str) -> argparse.ArgumentParser:
-    """The argument parser `etl <job>` uses, obtained without running the job.
-
-    A job's `build_parser()` when it has one; otherwise the parser its
-    `main(argv)` builds, taken at the `parse_args` call before the job does
-    anything else.
-    """
+    """The argument parser `etl <job>` uses (every job module has `build_parser()`)."""
     from etl.__main__ import JOBS
 
-    module = importlib.import_module(JOBS[job])
-    if callable(getattr(module, "build_parser", None)):
-        return module.build_parser()
-    captured: list[argparse.ArgumentParser] = []
-
-    class _Captured(BaseException):
-        pass
-
-    def capture(parser, args=None, namespace=None):
-        captured.append(parser)
-        raise _Captured
-
-    original = argparse.ArgumentParser.parse_args
-    argparse.ArgumentParser.parse_args = capture
-    try:
-        module.main([])
-    except _Captured:
-        pass
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    if not captured:
-        raise RuntimeError(f"{job}: main() did not build an argument parser; the worker cannot validate requests")
-    return captured[0]
+    return importlib.import_module(JOBS[job]).build_parser()
 
 
 def request_argv(parser: argparse.ArgumentParser, options: object) -> list[str]:
