@@ -136,3 +136,83 @@ def test_a_spent_daily_quota_defers_the_rest_and_loads_what_came(fake_api, etl_e
     assert sorted(payload["deferred"]) == sorted({"AAPL", "MSFT", "IBM"} - set(served))
     assert all("deferred" in f["error"] for f in payload["failed"])
     assert len(fake_api.requests_to("/time_series")) <= 3
+
+
+TWELVE_DATA_MAX_POINTS = 5000
+LONG_START = date(2010, 1, 1)
+LONG_END = LONG_START + timedelta(days=TWELVE_DATA_MAX_POINTS + 99)   # 5100 days of daily crypto bars
+
+
+def twelvedata_daily_crypto(request: Request) -> dict:
+    """/time_series?interval=1day for a pair traded every day, as Twelve Data documents it: the
+    values between start_date and end_date (exclusive), newest first, at most `outputsize` of them
+    (1..5000; with both dates given it defaults to the maximum, 5000)."""
+    first, after = date.fromisoformat(request.query["start_date"]), date.fromisoformat(request.query["end_date"])
+    size = min(int(request.query.get("outputsize", TWELVE_DATA_MAX_POINTS)), TWELVE_DATA_MAX_POINTS)
+    days = [after - timedelta(days=i) for i in range(1, (after - first).days + 1)][:size]
+    return {"meta": {"symbol": request.query["symbol"], "interval": "1day", "currency_base": "Bitcoin",
+                     "currency_quote": "US Dollar", "exchange": "Coinbase Pro", "type": "Digital Currency"},
+            "values": [{"datetime": d.isoformat(), "open": "100.5", "high": "101.5", "low": "99.5", "close": "101.0"}
+                       for d in days],
+            "status": "ok"}
+
+
+@pytest.fixture
+def twelvedata_crypto(fake_api, etl_env, monkeypatch):
+    for name, value in {"TWELVE_DATA_BASE_URL": fake_api.base_url, "TWELVE_DATA_API_KEY": "test-key",
+                        "CRYPTO_PROVIDERS": "twelvedata", "PROVIDER_RATE_LIMITS": "twelvedata=60000"}.items():
+        monkeypatch.setenv(name, value)
+    fake_api.route("/time_series", twelvedata_daily_crypto)
+    return fake_api
+
+
+def long_backfill() -> int:
+    return run_etl("fetch_historical_market_data", "--symbols", "BTC:CRYPTO", "--start", LONG_START.isoformat(),
+                   "--end", LONG_END.isoformat())
+
+
+def requested_ranges(fake_api) -> list[tuple[str, str, str]]:
+    return [(r.query["start_date"], r.query["end_date"], r.query.get("outputsize"))
+            for r in fake_api.requests_to("/time_series")]
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def stored_dates(db, symbol: str) -> list[date]:
+    return [r[0] for r in rows(db, "SELECT date FROM market_data WHERE symbol = %s ORDER BY date", (symbol,))]
+
+
+def test_a_span_longer_than_twelve_datas_5000_points_is_asked_again_for_its_older_rest(twelvedata_crypto, db):
+    oldest_of_first_answer = LONG_END - timedelta(days=TWELVE_DATA_MAX_POINTS - 1)
+    assert long_backfill() == 0
+    assert requested_ranges(twelvedata_crypto) == [
+        (LONG_START.isoformat(), (LONG_END + timedelta(days=1)).isoformat(), "5000"),
+        (LONG_START.isoformat(), oldest_of_first_answer.isoformat(), "5000")]
+    assert stored_dates(db, "BTC") == days_between(LONG_START, LONG_END)
+    twelvedata_crypto.reset()
+    assert long_backfill() == 0
+    assert requested_ranges(twelvedata_crypto) == []
+
+
+def test_days_older_than_a_capped_answer_stay_missing_when_the_next_request_fails(twelvedata_crypto, db):
+    oldest_of_first_answer = LONG_END - timedelta(days=TWELVE_DATA_MAX_POINTS - 1)
+    answered: list = []
+
+    def once_then_failing(request: Request) -> dict:
+        if answered:
+            return {"code": 500, "message": "Internal server error", "status": "error"}
+        answered.append(request)
+        return twelvedata_daily_crypto(request)
+
+    twelvedata_crypto.route("/time_series", once_then_failing)
+    assert long_backfill() == 1
+    assert stored_dates(db, "BTC") == days_between(oldest_of_first_answer, LONG_END)
+    assert scalar(db, "SELECT count(*) FROM market_data_fetch_ledger, unnest(empty_days) AS e(day) "
+                      "WHERE e.day < %s", (oldest_of_first_answer,)) == 0
+    twelvedata_crypto.reset()
+    twelvedata_crypto.route("/time_series", twelvedata_daily_crypto)
+    assert long_backfill() == 0
+    assert requested_ranges(twelvedata_crypto) == [(LONG_START.isoformat(), oldest_of_first_answer.isoformat(), "5000")]
+    assert stored_dates(db, "BTC") == days_between(LONG_START, LONG_END)

@@ -76,7 +76,7 @@ def test_history_asks_for_daily_bars_over_the_range_with_the_key(fake_api):
     provider(fake_api).history(AAPL, date(2024, 5, 6), date(2024, 5, 10))
     [request] = fake_api.requests_to("/time_series")
     assert request.query == {"symbol": "AAPL", "interval": "1day", "start_date": "2024-05-06",
-                             "end_date": "2024-05-11", "apikey": KEY}
+                             "end_date": "2024-05-11", "outputsize": "5000", "apikey": KEY}
 
 
 def test_history_keeps_the_end_inclusive_and_leaves_out_the_day_after(fake_api):

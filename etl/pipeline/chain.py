@@ -7,8 +7,11 @@ not cover the type are skipped. A retryable or not-found error moves on to the
 next provider; a fatal one stops the job. For history, a provider serves only
 the days its declared `history_depth` of the asset's type reaches: the older rest of a span
 is asked of the providers after it, and a provider that reaches none of the
-span is not asked at all (`history_parts`). A provider whose daily quota is spent
-is not asked again in this run, and what only it could give is *deferred*.
+span is not asked at all (`history_parts`). An answer as long as the provider's
+`limits.max_points` covers the span only from its oldest bar: the provider is
+asked again for the older rest (should that fail, the next providers are). A
+provider whose daily quota is spent is not asked again in this run, and what
+only it could give is *deferred*.
 With a `DailyBudget` attached (`counting`), each provider with a daily limit
 reserves every request from it, and a quota the API reports spent is recorded
 there so that later runs of the day do not ask either.
@@ -73,6 +76,17 @@ def earliest_served(name: str, asset_type: str, today: date) -> date | None:
     """The oldest day provider `name` serves history of `asset_type` for (its declared depth); None: no limit."""
     depth = _load_class(name).history_depth(asset_type)
     return None if depth is None else today - timedelta(days=depth - 1)
+
+
+def covered_from(bars: Sequence[Bar], first: date, max_points: int | None) -> date:
+    """The first day of a history request from `first` that an answer of `bars` covers.
+
+    An answer of a provider's `max_points` bars was cut at the cap: it covers the
+    range only from its oldest bar, and the older days are unknown, not empty.
+    """
+    if max_points is None or len(bars) < max_points:
+        return first
+    return max(first, min(bar.date for bar in bars))
 
 
 @dataclass(frozen=True)
@@ -184,9 +198,10 @@ class ProviderChain:
                       today: date) -> tuple[list[Served], EtlError | None]:
         """The bars of `start`..`end`, newest part first, each with the provider and the span it covered.
 
-        A provider is asked only for the days its depth reaches; the older rest goes to
-        the providers after it. Returns the parts served and, when some days were served
-        by nobody, the error that says why (those days stay missing, to be asked again).
+        A provider is asked only for the days its depth reaches, in as many requests as its
+        `max_points` needs; the older rest goes to the providers after it. Returns the parts
+        served and, when some days were served by nobody, the error that says why (those
+        days stay missing, to be asked again).
         """
         names = self.candidates(asset)
         if not names:
@@ -207,7 +222,14 @@ class ProviderChain:
                 continue
             first = start if reach is None else max(start, reach)
             try:
-                bars = self.provider(name).history(for_provider(asset, name), first, last)
+                while last >= first:
+                    bars = self.provider(name).history(for_provider(asset, name), first, last)
+                    covered = covered_from(bars, first, provider_limits(name).max_points)
+                    parts.append(Served(name, Span(covered, last), bars))
+                    if covered > first:
+                        log.info("%s: %s returned its maximum of %d bars, from %s on; asking it for %s..%s",
+                                 asset.spec, name, len(bars), covered, first, covered - timedelta(days=1))
+                    last = covered - timedelta(days=1)
             except QuotaExhaustedError as exc:
                 self._exhaust(name, exc)
                 errors.append(exc)
@@ -217,8 +239,6 @@ class ProviderChain:
                          exc)
                 errors.append(exc)
                 continue
-            parts.append(Served(name, Span(first, last), bars))
-            last = first - timedelta(days=1)
         if last < start:
             return parts, None
         if errors:

@@ -24,6 +24,9 @@ class Limits:
     per_day: int | None = None          # requests a day; None: unlimited
     max_batch: int = 1                  # symbols per quote request
     max_history_days: int | None = None  # deepest history served; None: unlimited
+    # Bars one history request returns at most, the newest of the range first; None: unlimited.
+    # An answer of that many bars covers the range only from its oldest bar.
+    max_points: int | None = None
 
 
 @dataclass

@@ -6,7 +6,8 @@ and are parsed with `to_decimal`, never through float.
 
 Limits are those of the free "Basic" plan: 8 API credits a minute and 800 a
 day, one credit per symbol, so a batched /quote of 8 symbols spends a whole
-minute's credits.
+minute's credits. /time_series returns at most 5000 points a request, the
+newest of the range (`max_points`): the chain asks again for the older rest.
 
 Symbols: stocks, ETFs and forex pairs (`EUR/USD`) are the same on Twelve Data;
 crypto is priced against USD (`BTC` → `BTC/USD`); an index drops its caret
@@ -37,13 +38,15 @@ log = logging.getLogger(__name__)
 
 NAME = "twelvedata"
 KEY_VARIABLE = "TWELVE_DATA_API_KEY"
+# /time_series returns at most 5000 points a request (`outputsize` 1..5000), the newest of the range.
+MAX_POINTS = 5000
 
 
 def fetch_time_series(session: ProviderSession, base_url: str, api_key: str | None, symbol: str,
                       start: date, end_exclusive: date) -> Any:
     """The /time_series payload of daily bars for `symbol` from `start` up to `end_exclusive`."""
     params = {"symbol": symbol, "interval": "1day", "start_date": start.isoformat(),
-              "end_date": end_exclusive.isoformat(), "apikey": api_key}
+              "end_date": end_exclusive.isoformat(), "outputsize": MAX_POINTS, "apikey": api_key}
     return _get_json(session, f"{base_url}/time_series", params, api_key)
 
 
@@ -164,7 +167,7 @@ def quote_objects(payload: Any, symbols: Sequence[str]) -> dict[str, Any]:
 class TwelveData(Provider):
     name = NAME
     asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
-    limits = Limits(per_minute=8, per_day=800, max_batch=8)
+    limits = Limits(per_minute=8, per_day=800, max_batch=8, max_points=MAX_POINTS)
     needs_key = True
     key_variable = KEY_VARIABLE
 
