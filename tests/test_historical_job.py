@@ -1,5 +1,6 @@
 """fetch_historical_market_data end to end: gap filling against a Yahoo-shaped loopback server."""
 
+import logging
 import re
 import threading
 from datetime import date, datetime, time, timedelta, timezone
@@ -279,3 +280,36 @@ def test_an_assets_own_provider_without_its_key_is_skipped_for_that_asset_and_th
     assert backfill("AAPL:STOCK", "MSFT:STOCK") == 0
     assert stored_days(db, "AAPL") == yahoo.trading_days("AAPL", START, END)
     assert rows(db, "SELECT DISTINCT source FROM market_data") == [("yahoo",)]
+
+
+def depth_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "serves history before" in r.getMessage()]
+
+
+def test_a_start_older_than_any_provider_of_the_chain_serves_is_named_in_the_plan_and_warned_once(
+        crypto_chain, db, monkeypatch, caplog, capsys):
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "coingecko")
+    today = date.today()
+    start, coingecko_from = today - timedelta(days=600), today - timedelta(days=364)
+    assert backfill("BTC:CRYPTO", "ETH:CRYPTO", start=start, end=today, extra=["--plan"]) == 0
+    out = capsys.readouterr().out
+    for spec in ("BTC:CRYPTO", "ETH:CRYPTO"):
+        assert (f"{spec}: no provider of its chain serves history before {coingecko_from}, so it is fetched from "
+                f"{coingecko_from} on — for older days, add a provider that serves them to CRYPTO_PROVIDERS") in out
+    assert [w.split(":")[0] for w in depth_warnings(caplog)] == ["BTC", "ETH"]
+
+
+def test_a_backfill_trimmed_to_the_chains_depth_warns_once_and_still_succeeds(crypto_chain, db, monkeypatch,
+                                                                              caplog):
+    today = date.today()
+    start, coingecko_from = today - timedelta(days=600), today - timedelta(days=364)
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "coingecko")
+    assert backfill("BTC:CRYPTO", start=start, end=today) == 0
+    [warning] = depth_warnings(caplog)
+    assert "BTC:CRYPTO" in warning and str(coingecko_from) in warning and "CRYPTO_PROVIDERS" in warning
+    assert stored_days(db, "BTC")[0] == coingecko_from
+    caplog.clear()
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "coingecko,yahoo")
+    assert backfill("BTC:CRYPTO", start=start, end=today) == 0
+    assert depth_warnings(caplog) == []

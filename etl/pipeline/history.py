@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Sequence
 
 from etl.assets import record_asset_errors
+from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
 from etl.pipeline import store
@@ -48,6 +49,7 @@ class AssetPlan:
     per_minute: int | None = None  # the first provider's request rate (PROVIDER_RATE_LIMITS or declared)
     per_day: int | None = None     # the first provider's daily limit (PROVIDER_DAILY_LIMITS or declared)
     left_today: int | None = None  # what is left of it today (UTC), from provider_request_budget
+    unserved: str | None = None    # when no provider of the chain reaches --start: from which day, and what to do
 
 
 @dataclass
@@ -75,8 +77,20 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
         deepest = deepest_history(chain.candidates(asset), asset.asset_type)
         spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
-        plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first)))
+        served_from = None if deepest is None else today - timedelta(days=deepest - 1)
+        unserved = too_deep(asset, served_from, chain.override) if served_from and served_from > start else None
+        if unserved:
+            log.warning("%s", unserved)
+        plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first), unserved))
     return plans
+
+
+def too_deep(asset: Asset, served_from: date, override: str | None) -> str:
+    """What to say when no provider of `asset`'s chain serves history as old as the requested start."""
+    remedy = ("pass --provider with one that serves them" if override else
+              f"add a provider that serves them to {PROVIDER_VARIABLES_BY_TYPE.get(asset.asset_type, '*_PROVIDERS')}")
+    return (f"{asset.spec}: no provider of its chain serves history before {served_from}, so it is fetched from "
+            f"{served_from} on — for older days, {remedy}")
 
 
 def deepest_history(names: Sequence[str], asset_type: str) -> int | None:
@@ -100,6 +114,8 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
     for plan in plans:
         if not plan.spans:
             lines.append(f"{plan.asset.spec}: up to date")
+        if plan.unserved:
+            lines.append(plan.unserved)
         for span in plan.spans:
             lines.append(f"{plan.asset.spec}: {plan.provider or 'no provider'} {span} ({span.days} days)")
             if plan.provider:
