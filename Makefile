@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ETL := $(VENV)/bin/etl
 
-.PHONY: venv tools run test bench clean
+.PHONY: venv tools run test test-quick bench clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ tools:
 ## test: the whole test suite against real PostgreSQL, Kafka and loopback HTTP servers
 test: venv tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-quick: everything but the container and deployment tests (needs no system tools)
+test-quick: venv
+	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) bench/load.py

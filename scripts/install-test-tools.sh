@@ -16,7 +16,7 @@ done
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
     echo "missing test tools: ${missing[*]} — install them (Debian: sudo apt-get install ${missing[*]})," >&2
-    echo "or run the suite without the container tests: make test PYTEST_ARGS='-m \"not container\"'" >&2
+    echo "or run the suite without the container and deployment tests: make test-quick" >&2
     exit 1
 fi
 echo "installing test tools: ${missing[*]}"

@@ -16,5 +16,5 @@ for job in fetch_historical_market_data fetch_market_data fetch_market_index_dat
     echo "$job exited with $?"
 done
 
-"$ETL" generate_mock_transactions --accounts 3 --months 12 --seed 42 || exit $?
+"$ETL" generate_mock_transactions --accounts 3 --months 12 || exit $?
 "$ETL" runs --limit 4

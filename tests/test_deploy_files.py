@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from support.db import row_count
-from support.runner import REPO, run_etl, run_etl_process
+from support.runner import ETL_VARIABLES, REPO, run_etl, run_etl_process
 from support.yahoo_server import YahooServer
+
+pytestmark = pytest.mark.container
 
 SHELL_SCRIPTS = sorted([*REPO.glob("docker/*.sh"), *REPO.glob("scripts/*.sh"), REPO / ".ci" / "run"])
 
@@ -52,6 +54,13 @@ def test_every_shell_script_passes_shellcheck(script):
 def test_the_compose_file_is_valid():
     result = check(tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_file_passes_every_setting_to_the_etl_containers():
+    compose = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+    set_by_compose = {"DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "ETL_DATA_DIR"}
+    missing = [name for name in ETL_VARIABLES if name not in set_by_compose and f"    {name}: " not in compose]
+    assert missing == []
 
 
 def test_cron_accepts_the_crontab():

@@ -39,3 +39,7 @@ def test_run_command_migrates_an_embedded_database_and_reaches_every_job(embedde
     assert all(len(line) < 400 for line in provider_errors)
     runs = re.findall(r"^\d+\s+(\S+)\s+(\S+)", result.stdout, re.MULTILINE)
     assert ("generate_mock_transactions", "success") in runs
+
+    again = run_etl_process(["bash", str(REPO / "scripts" / "run_example.sh")], env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "up to date" in again.stdout
