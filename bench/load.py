@@ -10,7 +10,7 @@ The last line is the headline ratio (target ≤ 1.5).
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -22,7 +22,6 @@ from benchdb import throwaway_database
 
 from etl.utils.db_utils import _copy_buffer, bulk_upsert, migrate  # noqa: E402
 
-ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 SYMBOLS = 400
 COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
            "currency", "source", "as_of")
@@ -53,11 +52,14 @@ def timed(action) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="daily bars to load (default 1,000,000)")
+    args = parser.parse_args()
     with throwaway_database("bench_load") as url:
-        return run(url)
+        return run(url, args.rows)
 
 
-def run(url: str) -> int:
+def run(url: str, count: int) -> int:
     conn = psycopg2.connect(url, options="-c search_path=public")
     migrate(conn, "public")
     with conn.cursor() as cur:
@@ -67,7 +69,7 @@ def run(url: str) -> int:
         cur.execute("ALTER TABLE market_data_copy ADD FOREIGN KEY (symbol, asset_type) "
                     "REFERENCES asset (symbol, asset_type)")
     conn.commit()
-    rows = bars(ROWS)
+    rows = bars(count)
     print(f"rows: {len(rows):,} daily bars for {SYMBOLS} symbols")
 
     def plain_copy():
