@@ -9,7 +9,8 @@ import pytest
 
 from etl.config import Settings
 from etl.models import Asset
-from etl.pipeline.chain import candidates
+from etl.pipeline.budget import DailyBudget
+from etl.pipeline.chain import ProviderChain, candidates
 from support.db import rows, scalar
 from support.fake_api import Request, Response
 from support.runner import run_etl
@@ -216,3 +217,27 @@ def test_days_older_than_a_capped_answer_stay_missing_when_the_next_request_fail
     assert long_backfill() == 0
     assert requested_ranges(twelvedata_crypto) == [(LONG_START.isoformat(), oldest_of_first_answer.isoformat(), "5000")]
     assert stored_dates(db, "BTC") == days_between(LONG_START, LONG_END)
+
+
+def twelvedata_stock_settings() -> Settings:
+    return Settings.from_env({"TWELVE_DATA_API_KEY": "test-key", "STOCK_PROVIDERS": "twelvedata,yahoo"},
+                             dotenv=False)
+
+
+def test_providers_are_built_with_the_budget_given_to_check_and_keep_it():
+    settings = twelvedata_stock_settings()
+    budget = DailyBudget(settings)
+    chain = ProviderChain(settings)
+    chain.check([Asset("AAPL", "STOCK")], budget)
+    counted = chain.provider("twelvedata").session.budget
+    assert (counted.budget, counted.provider, counted.per_day) == (budget, "twelvedata", 800)
+    assert chain.provider("yahoo").session.budget is None  # no daily limit: nothing to reserve
+
+
+def test_a_budget_cannot_be_given_to_providers_already_built_without_it():
+    settings = twelvedata_stock_settings()
+    chain = ProviderChain(settings)
+    chain.check([Asset("AAPL", "STOCK")])
+    with pytest.raises(RuntimeError, match="first check"):
+        chain.check([Asset("AAPL", "STOCK")], DailyBudget(settings))
+    assert chain.provider("twelvedata").session.budget is None

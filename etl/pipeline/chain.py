@@ -12,9 +12,10 @@ span is not asked at all (`history_parts`). An answer as long as the provider's
 asked again for the older rest (should that fail, the next providers are). A
 provider whose daily quota is spent is not asked again in this run, and what
 only it could give is *deferred*.
-With a `DailyBudget` attached (`counting`), each provider with a daily limit
-reserves every request from it, and a quota the API reports spent is recorded
-there so that later runs of the day do not ask either.
+With a `DailyBudget` given to `check`, each provider with a daily limit is
+built to reserve every request from it, and a quota the API reports spent is
+recorded there so that later runs of the day do not ask either. The budget
+belongs to whoever opened it, who closes it; the chain only uses it.
 `asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
 """
 
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 from etl.config import Settings
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
@@ -127,14 +127,21 @@ class ProviderChain:
                 self._providers[name] = make_provider(name, self.settings, self._provider_budget(name))
             return self._providers[name]
 
-    def check(self, assets: Iterable[Asset]) -> None:
+    def check(self, assets: Iterable[Asset], budget: DailyBudget | None = None) -> None:
         """Build the configured providers `assets` may need, so that a missing key or an unavailable
         provider stops the run (exit 2) before anything is fetched or written.
 
         Configured means --provider, or the *_PROVIDERS chains of the assets' types. An asset's own
         `provider` is data, not configuration: one that cannot be built is left out for the assets
-        naming it (logged once), which fall back to their type's chain.
+        naming it (logged once), which fall back to their type's chain. With `budget`, every
+        provider with a daily limit is built to reserve each request from it.
         """
+        with self._lock:
+            if budget is not self.budget:
+                if self._providers:
+                    raise RuntimeError("the chain's providers are already built without this budget — give it "
+                                       "in the first check()")
+                self.budget = budget
         assets = list(assets)
         if self.override:
             configured = [self.override]
@@ -160,22 +167,6 @@ class ProviderChain:
             log.warning("%s: its own provider %s cannot be used (%s); asking its type's chain instead — fix it "
                         "or change it with `etl assets add %s --provider …`", asset.spec, name,
                         self._unusable[name], asset.spec)
-
-    @contextmanager
-    def counting(self, budget: DailyBudget) -> Iterator[DailyBudget]:
-        """Reserve every request of a provider with a daily limit from `budget` while inside."""
-        with self._lock:
-            self.budget = budget
-            for name, provider in self._providers.items():
-                provider.session.budget = self._provider_budget(name)
-        try:
-            yield budget
-        finally:
-            with self._lock:
-                self.budget = None
-                for provider in self._providers.values():
-                    provider.session.budget = None
-            budget.close()
 
     def _provider_budget(self, name: str) -> ProviderBudget | None:
         if self.budget is None:

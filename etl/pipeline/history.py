@@ -161,15 +161,15 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     run.extra.setdefault("deferred", [])
     if not todo:
         return
-    chain.check(plan.asset for plan in todo)
     first_write = True
-    with (chain.counting(DailyBudget(run.settings, dry_run=run.dry_run)),
-          closing(_fetch_all(chain, todo, today=today, threads=threads)) as results):
-        for fetched in progress(results, len(todo), "historical backfill", log=log):
-            if not run.dry_run and not first_write:
-                run.checkpoint()
-            first_write = False
-            _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
+    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
+        chain.check((plan.asset for plan in todo), budget)
+        with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
+            for fetched in progress(results, len(todo), "historical backfill", log=log):
+                if not run.dry_run and not first_write:
+                    run.checkpoint()
+                first_write = False
+                _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())

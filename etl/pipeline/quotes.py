@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from dataclasses import replace
 from datetime import date
 from typing import Callable, Sequence
@@ -48,8 +49,8 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     those without a name named, with the name and exchange the provider gave;
     otherwise they are expected to exist.
     """
-    chain.check(assets)
-    with chain.counting(DailyBudget(run.settings, dry_run=run.dry_run)):
+    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
+        chain.check(assets, budget)
         quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
         if isinstance(error, FatalError):
