@@ -230,6 +230,42 @@ def test_quotes_stop_at_the_budget_and_defer_the_rest(fake_api, etl_env, monkeyp
     assert len(last_event(db)["deferred"]) == 1
 
 
+def twelvedata_quote(symbol: str) -> dict:
+    """One symbol's /quote object in Twelve Data's documented format."""
+    quote = fixture_json("twelvedata/quote_aapl.json")
+    quote["symbol"] = symbol
+    return quote
+
+
+def batched_quotes(request: Request) -> dict:
+    """/quote?symbol=A,B,C like Twelve Data: flat for one symbol, keyed by symbol for several."""
+    symbols = request.query["symbol"].split(",")
+    return twelvedata_quote(symbols[0]) if len(symbols) == 1 else {s: twelvedata_quote(s) for s in symbols}
+
+
+def batches_asked(fake_api) -> list[list[str]]:
+    return [sorted(r.query["symbol"].split(",")) for r in fake_api.requests_to("/quote")]
+
+
+def quotes_of(*symbols: str) -> int:
+    return run_etl("fetch_market_data", "--symbols", ",".join(f"{s}:STOCK" for s in symbols))
+
+
+def test_a_batched_quote_uses_one_unit_per_symbol_and_a_batch_that_does_not_fit_is_deferred(twelvedata, monkeypatch,
+                                                                                            db):
+    monkeypatch.setenv("PROVIDER_DAILY_LIMITS", "twelvedata=5")
+    twelvedata.route("/quote", batched_quotes)
+    assert quotes_of("AAPL", "MSFT", "IBM") == 0
+    assert batches_asked(twelvedata) == [["AAPL", "IBM", "MSFT"]]
+    assert counted_today(db, "twelvedata") == 3
+
+    assert quotes_of("NVDA", "AMZN", "META") == 1
+    assert batches_asked(twelvedata) == [["AAPL", "IBM", "MSFT"]]
+    assert counted_today(db, "twelvedata") == 3
+    assert loaded(db) == ["AAPL", "IBM", "MSFT"]
+    assert sorted(last_event(db)["deferred"]) == ["AMZN", "META", "NVDA"]
+
+
 def test_plan_shows_what_is_left_of_todays_budget_and_consumes_none(twelvedata, monkeypatch, db, capsys):
     monkeypatch.setenv("PROVIDER_DAILY_LIMITS", "twelvedata=4")
     assert history("AAPL") == 0

@@ -177,7 +177,7 @@ def test_session_waits_on_its_limiter_before_each_request(fake_api, monkeypatch)
     fake_api.route("/quote", {"ok": True})
     waits = []
     client = session(per_minute=6000)
-    monkeypatch.setattr(client.limiter, "wait", lambda: waits.append(1))
+    monkeypatch.setattr(client.limiter, "wait", lambda cost=1: waits.append(cost))
     for _ in range(4):
         get_json(client, f"{fake_api.base_url}/quote")
     assert len(waits) == 4 == len(fake_api.requests_to("/quote"))
@@ -194,7 +194,7 @@ def test_retried_requests_wait_on_the_limiter_too(fake_api, monkeypatch):
                                      Response(503, "busy"), Response(200, {"ok": True})))
     waits = []
     client = session(per_minute=6000)
-    monkeypatch.setattr(client.limiter, "wait", lambda: waits.append(1))
+    monkeypatch.setattr(client.limiter, "wait", lambda cost=1: waits.append(cost))
     assert get_json(client, f"{fake_api.base_url}/quote") == {"ok": True}
     assert len(waits) == 3 == len(fake_api.requests_to("/quote"))
 
@@ -227,10 +227,10 @@ class CountingBudget:
         self.allowed = allowed
         self.reserved = 0
 
-    def reserve(self) -> None:
-        if self.reserved >= self.allowed:
+    def reserve(self, units: int = 1) -> None:
+        if self.reserved + units > self.allowed:
             raise QuotaExhaustedError(f"testapi: today's budget of {self.allowed} request(s) is spent")
-        self.reserved += 1
+        self.reserved += units
 
 
 def test_a_retried_request_is_counted_and_reserved_from_the_daily_budget(fake_api):
@@ -249,3 +249,46 @@ def test_a_budget_spent_during_retries_ends_them_with_quota_exhausted(fake_api):
     with pytest.raises(QuotaExhaustedError):
         get_json(client, f"{fake_api.base_url}/quote")
     assert len(fake_api.requests_to("/quote")) == 2 == client.requests_made
+
+
+def test_the_limiter_spaces_a_costly_request_as_that_many_requests(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    limiter = RateLimiter(per_minute=8)
+    limiter.wait(cost=8)
+    limiter.wait(cost=2)
+    limiter.wait()
+    assert clock.sleeps == [60.0, 15.0]
+
+
+def test_a_costed_request_reserves_its_cost_from_the_budget_and_waits_for_it(fake_api, monkeypatch):
+    fake_api.route("/quote", {"ok": True})
+    budget = CountingBudget(allowed=25)
+    client = session(budget=budget, per_minute=6000)
+    waits = []
+    monkeypatch.setattr(client.limiter, "wait", lambda cost=1: waits.append(cost))
+    get_json(client, f"{fake_api.base_url}/quote", cost=3)
+    get_json(client, f"{fake_api.base_url}/quote")
+    assert (budget.reserved, waits, client.requests_made) == (4, [3, 1], 2)
+
+
+def test_a_retry_of_a_costed_request_costs_the_same(fake_api, monkeypatch):
+    fake_api.route("/quote", in_turn(Response(429, {"error": "slow down"}, headers={"Retry-After": "0"}),
+                                     Response(200, {"ok": True})))
+    budget = CountingBudget(allowed=25)
+    client = session(budget=budget, per_minute=6000)
+    waits = []
+    monkeypatch.setattr(client.limiter, "wait", lambda cost=1: waits.append(cost))
+    assert get_json(client, f"{fake_api.base_url}/quote", cost=3) == {"ok": True}
+    assert (budget.reserved, waits) == (6, [3, 3])
+
+
+def test_a_costed_request_that_does_not_fit_the_budget_is_not_sent(fake_api):
+    fake_api.route("/quote", {"ok": True})
+    budget = CountingBudget(allowed=5)
+    client = session(budget=budget)
+    get_json(client, f"{fake_api.base_url}/quote", cost=3)
+    with pytest.raises(QuotaExhaustedError):
+        get_json(client, f"{fake_api.base_url}/quote", cost=3)
+    assert (budget.reserved, len(fake_api.requests_to("/quote"))) == (3, 1)

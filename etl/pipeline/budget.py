@@ -2,12 +2,14 @@
 
 Free plans cap requests per day (Alpha Vantage 25, Twelve Data 800). Before
 each request to a provider with a daily limit (declared in its `Limits`, or
-PROVIDER_DAILY_LIMITS), one unit of the UTC day's budget is reserved in
+PROVIDER_DAILY_LIMITS), the request's units of the UTC day's budget (one, or
+its cost: a Twelve Data /quote of n symbols is n credits) are reserved at once in
 `provider_request_budget` by one statement on the budget's own autocommit
 connection: concurrent jobs, fetch threads and worker processes share the
 count, no row lock is held for the length of a job, and a job that rolls back
-its data does not give back requests it really made. A refused reservation
-means the day's budget is spent: `BudgetSpentError`, a QuotaExhaustedError, so
+its data does not give back requests it really made. A reservation is all or
+nothing: a request whose units do not fit what is left is refused before it is
+sent. A refused reservation means the day's budget is spent (for that request): `BudgetSpentError`, a QuotaExhaustedError, so
 the chain stops asking that provider and defers what only it could give. When
 the API itself says its quota is spent, the day is marked spent too, under the
 limit then in force: a different limit configured later (PROVIDER_DAILY_LIMITS
@@ -35,9 +37,10 @@ UTC_TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
 RESERVE = f"""
     INSERT INTO provider_request_budget AS b (provider, day, requests)
-    VALUES (%(provider)s, {UTC_TODAY}, 1)
-    ON CONFLICT (provider, day) DO UPDATE SET requests = b.requests + 1, updated_at = now()
-     WHERE b.requests < %(limit)s AND (b.spent_at IS NULL OR b.spent_limit IS DISTINCT FROM %(limit)s)
+    SELECT %(provider)s, {UTC_TODAY}, %(units)s WHERE %(units)s <= %(limit)s
+    ON CONFLICT (provider, day) DO UPDATE SET requests = b.requests + %(units)s, updated_at = now()
+     WHERE b.requests + %(units)s <= %(limit)s
+       AND (b.spent_at IS NULL OR b.spent_limit IS DISTINCT FROM %(limit)s)
     RETURNING b.requests"""
 MARK_SPENT = f"""
     INSERT INTO provider_request_budget AS b (provider, day, spent_at, spent_limit)
@@ -58,9 +61,10 @@ class BudgetSpentError(QuotaExhaustedError):
     """Today's counted budget is spent: no request was made (nothing to mark as spent)."""
 
 
-def spent_error(provider: str, per_day: int) -> BudgetSpentError:
+def spent_error(provider: str, per_day: int, units: int = 1) -> BudgetSpentError:
+    needs = "" if units == 1 else f" for a request of {units} units"
     return BudgetSpentError(
-        f"{provider}: today's budget of {per_day} request(s) is spent (counted across runs in "
+        f"{provider}: today's budget of {per_day} request(s) is spent{needs} (counted across runs in "
         f"provider_request_budget, or the API said so); it resets at {RESETS_AT} — after a plan upgrade, "
         f"set PROVIDER_DAILY_LIMITS={provider}=N to the new daily limit")
 
@@ -88,23 +92,24 @@ class DailyBudget:
         """What the provider's session reserves through; None when it has no daily limit."""
         return ProviderBudget(self, provider, per_day) if per_day else None
 
-    def reserve(self, provider: str, per_day: int) -> None:
-        """Take one request of today's budget, or raise BudgetSpentError."""
+    def reserve(self, provider: str, per_day: int, units: int = 1) -> None:
+        """Take `units` of today's budget at once, or none and raise BudgetSpentError."""
         with self._lock:
             if self.dry_run:
                 left = self._dry_left.get(provider)
                 if left is None:
                     left = left_today(self._connection(), {provider: per_day})[provider]
-                if left <= 0:
-                    raise spent_error(provider, per_day)
-                self._dry_left[provider] = left - 1
+                if left < units:
+                    self._dry_left[provider] = left
+                    raise spent_error(provider, per_day, units)
+                self._dry_left[provider] = left - units
                 return
             with self._connection().cursor() as cur:
-                cur.execute(RESERVE, {"provider": provider, "limit": per_day})
+                cur.execute(RESERVE, {"provider": provider, "limit": per_day, "units": units})
                 reserved = cur.fetchone()
         if reserved is None:
-            raise spent_error(provider, per_day)
-        log.debug("%s: request %d of %d today", provider, reserved[0], per_day)
+            raise spent_error(provider, per_day, units)
+        log.debug("%s: %d unit(s) reserved, %d of %d used today", provider, units, reserved[0], per_day)
 
     def mark_spent(self, provider: str, per_day: int) -> None:
         """The API said today's quota is spent: no run under the same limit asks it again before 00:00 UTC."""
@@ -136,8 +141,8 @@ class ProviderBudget:
         self.provider = provider
         self.per_day = per_day
 
-    def reserve(self) -> None:
-        self.budget.reserve(self.provider, self.per_day)
+    def reserve(self, units: int = 1) -> None:
+        self.budget.reserve(self.provider, self.per_day, units)
 
     def mark_spent(self) -> None:
         self.budget.mark_spent(self.provider, self.per_day)

@@ -51,15 +51,20 @@ def fetch_time_series(session: ProviderSession, base_url: str, api_key: str | No
 
 
 def fetch_quotes(session: ProviderSession, base_url: str, api_key: str | None, symbols: Sequence[str]) -> Any:
-    """The /quote payload for `symbols`: one flat object for one symbol, keyed by symbol for several."""
+    """The /quote payload for `symbols`: one flat object for one symbol, keyed by symbol for several.
+
+    Twelve Data charges one API credit per symbol, batched or not, so the request costs len(symbols)
+    of the session's rate limit and daily budget.
+    """
     params = {"symbol": ",".join(symbols), "apikey": api_key}
-    return _get_json(session, f"{base_url}/quote", params, api_key)
+    return _get_json(session, f"{base_url}/quote", params, api_key, cost=len(symbols))
 
 
-def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any], api_key: str | None) -> Any:
+def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any], api_key: str | None,
+              cost: int = 1) -> Any:
     """get_json, with the key taken out of any error (its body excerpt may echo the key)."""
     try:
-        return get_json(session, url, params, key_variable=KEY_VARIABLE)
+        return get_json(session, url, params, key_variable=KEY_VARIABLE, cost=cost)
     except EtlError as exc:
         raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
 

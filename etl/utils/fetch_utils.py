@@ -2,7 +2,11 @@
 
 Retries (connection errors, 429 and 5xx, honouring Retry-After) are urllib3's
 `Retry`; the per-provider request rate is a small thread-safe limiter so that
-several worker threads can share one session. `get_json` turns every HTTP or
+several worker threads can share one session. A request may carry a `cost`
+(the API's credits it uses, e.g. Twelve Data's one per symbol of a batched
+/quote): the limiter spaces it as that many requests, the daily budget reserves
+that many units before it is sent, and each of its retries costs the same.
+`get_json` turns every HTTP or
 body problem into the typed errors of `etl.errors`, with the provider, the URL
 (secrets removed), the status and a short excerpt of the body.
 """
@@ -34,20 +38,23 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 
 
 class RateLimiter:
-    """Spaces requests so that at most `per_minute` start in any minute (thread-safe)."""
+    """Spaces requests so that at most `per_minute` units start in any minute (thread-safe).
+
+    A request of `cost` n takes n intervals: the next request starts n intervals after it.
+    """
 
     def __init__(self, per_minute: float | None):
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, cost: int = 1) -> None:
         if not self.interval:
             return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
-            self._next = start + self.interval
+            self._next = start + self.interval * cost
         if start > now:
             time.sleep(start - now)
 
@@ -82,28 +89,30 @@ class _PacedRetry(Retry):
         return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
 
     def sleep(self, response=None):
+        cost = self.session.current_cost() if self.session is not None else 1
         if self.session is not None and self.session.budget is not None:
-            self.session.budget.reserve()
+            self.session.budget.reserve(cost)
         retry_after = self.get_retry_after(response) if response is not None else None
         if self.limiter is not None and retry_after:
             self.limiter.hold(retry_after)
         super().sleep(response)
         if self.limiter is not None:
-            self.limiter.wait()
+            self.limiter.wait(cost)
         if self.session is not None:
             self.session.count_request()
 
 
 class RequestBudget(Protocol):
-    """A daily request allowance: `reserve` takes one request of it or raises QuotaExhaustedError."""
+    """A daily request allowance: `reserve` takes `units` of it at once or raises QuotaExhaustedError."""
 
-    def reserve(self) -> None: ...
+    def reserve(self, units: int = 1) -> None: ...
 
 
 class ProviderSession(requests.Session):
     """A requests.Session with a default timeout, a rate limiter, an optional daily budget and a
     request counter. The budget is reserved before waiting for the rate limiter, so a spent
-    budget never waits out a rate-limit interval."""
+    budget never waits out a rate-limit interval. `request(..., cost=n)` reserves and paces
+    n units (default 1); the cost is kept per thread for the retries of that request."""
 
     def __init__(self, provider: str, *, timeout: float, limiter: RateLimiter, budget: RequestBudget | None = None):
         super().__init__()
@@ -113,16 +122,27 @@ class ProviderSession(requests.Session):
         self.budget = budget
         self.requests_made = 0
         self._count_lock = threading.Lock()
+        self._cost = threading.local()
         self.headers["User-Agent"] = USER_AGENT
         self.headers["Accept"] = "application/json"
 
-    def request(self, method, url, **kwargs):  # type: ignore[override]
+    def request(self, method, url, *, cost: int = 1, **kwargs):  # type: ignore[override]
+        if cost < 1:
+            raise ValueError(f"{self.provider}: a request costs at least 1 unit, not {cost}")
         kwargs.setdefault("timeout", self.timeout)
         if self.budget is not None:
-            self.budget.reserve()
-        self.limiter.wait()
+            self.budget.reserve(cost)
+        self.limiter.wait(cost)
         self.count_request()
-        return super().request(method, url, **kwargs)
+        self._cost.value = cost
+        try:
+            return super().request(method, url, **kwargs)
+        finally:
+            self._cost.value = 1
+
+    def current_cost(self) -> int:
+        """The cost of the request this thread is sending (what each of its retries costs too)."""
+        return getattr(self._cost, "value", 1)
 
     def count_request(self) -> None:
         with self._count_lock:
@@ -178,18 +198,19 @@ def _read_timed_out(exc: requests.exceptions.ConnectionError) -> bool:
 
 def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
              key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,),
-             json_statuses: tuple[int, ...] = ()) -> Any:
+             json_statuses: tuple[int, ...] = (), cost: int = 1) -> Any:
     """GET `url` and return its JSON body, or raise a typed error that says what to do.
 
     `key_variable` names the setting to check when the API answers 401/403.
     An error status in `json_statuses` whose body is JSON returns that body,
     for the caller to read the API's own error object (a body that is not JSON
-    raises as that status always does).
+    raises as that status always does). `cost`: the units the request uses of the
+    session's rate limit and daily budget.
     """
     where = describe_url(url, params)
     provider = session.provider
     try:
-        response = session.get(url, params=params)
+        response = session.get(url, params=params, cost=cost)
     except requests.exceptions.RetryError as exc:
         raise RateLimitedError(f"{provider}: still rate-limited or failing after retries for {where} — "
                                "try again later or lower the request rate") from exc
