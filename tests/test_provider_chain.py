@@ -12,7 +12,7 @@ from etl.models import Asset
 from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import ProviderChain, candidates
 from support.db import rows, scalar
-from support.fake_api import Request, Response
+from support.fake_api import Request, Response, fixture_json
 from support.runner import run_etl
 from support.yahoo_server import YahooServer
 
@@ -107,6 +107,30 @@ def test_an_asset_no_provider_can_serve_fails_alone(apis, db):
     failure = scalar(db, "SELECT failures FROM etl_job_runs")[0]
     assert failure["symbol"] == "EUR/USD"
     assert "yahoo: 500" in failure["error"] and "frankfurter: 404" in failure["error"]
+
+
+def coingecko_price(request: Request) -> dict:
+    """/simple/price?ids=…&vs_currencies=usd in CoinGecko's documented format."""
+    stamp = int(datetime.now().timestamp())
+    return {coin_id: {"usd": 7.25, "usd_24h_vol": 1000.5, "usd_24h_change": 1.5, "last_updated_at": stamp}
+            for coin_id in request.query["ids"].split(",")}
+
+
+def test_a_coin_id_learned_through_search_is_asked_once_and_leaves_the_chain_order_alone(apis, monkeypatch, db):
+    monkeypatch.setenv("COINGECKO_BASE_URL", apis.api.base_url)
+    monkeypatch.setenv("CRYPTO_PROVIDERS", "yahoo,coingecko")
+    apis.unknown.add("RENDER-USD")
+    apis.api.route("/search", Response(body=fixture_json("coingecko/search_render.json")))
+    apis.api.route("/simple/price", coingecko_price)
+    for _ in range(2):
+        assert run_etl("fetch_market_data", "--symbols", "RENDER:CRYPTO") == 0
+    assert [r.query for r in apis.api.requests_to("/search")] == [{"query": "RENDER"}]
+    assert [r.query["ids"] for r in apis.api.requests_to("/simple/price")] == ["render-token", "render-token"]
+    assert [r.query["symbols"] for r in apis.spark_requests()] == ["RENDER-USD", "RENDER-USD"]
+    assert rows(db, "SELECT provider, provider_symbol FROM asset WHERE symbol = 'RENDER'") == [(None, None)]
+    assert rows(db, "SELECT provider, symbol, asset_type, provider_symbol FROM provider_symbols") == \
+        [("coingecko", "RENDER", "CRYPTO", "render-token")]
+    assert sources(db) == {("RENDER", "coingecko")}
 
 
 def twelvedata_day_quota(served: list) -> callable:

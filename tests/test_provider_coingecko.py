@@ -153,6 +153,15 @@ def test_an_unmapped_ticker_is_resolved_once_through_search_by_best_rank(fake_ap
     assert [str(q.price) for q in first.quotes + second.quotes] == ["10.0412", "10.0412"]
 
 
+def test_a_coin_id_known_from_an_earlier_run_is_used_without_search(fake_api):
+    serve(fake_api, "/search", "search_render.json")
+    fake_api.route("/simple/price", {"render-token": {"usd": 10.0412, "last_updated_at": 1715519000}})
+    cg = provider(fake_api)
+    cg.known_symbols[("RENDER", "CRYPTO")] = "render-token"
+    assert [str(q.price) for q in cg.quotes([RENDER]).quotes] == ["10.0412"]
+    assert fake_api.requests_to("/search") == [] and cg.learned_symbols == {}
+
+
 def test_the_assets_own_provider_symbol_wins_over_mapping_and_search(fake_api):
     serve(fake_api, CHART, "market_chart_range_bitcoin.json")
     provider(fake_api).history(Asset("BTC", "CRYPTO", provider_symbol="bitcoin-cash"), date(2024, 5, 10),

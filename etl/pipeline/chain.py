@@ -17,6 +17,9 @@ built to reserve every request from it, and a quota the API reports spent is
 recorded there so that later runs of the day do not ask either. The budget
 belongs to whoever opened it, who closes it; the chain only uses it.
 `asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
+Symbols a provider resolved in earlier runs (stored in `provider_symbols`) are
+given to `check` and handed to that provider when it is built, as its
+`known_symbols`: they spare a lookup but never change an asset's chain order.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import threading
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
@@ -115,6 +118,7 @@ class ProviderChain:
         self.budget: DailyBudget | None = None
         self._providers: dict[str, Provider] = {}
         self._unusable: dict[str, EtlError] = {}  # an asset's own provider that cannot be built → why
+        self._known_symbols: dict[str, dict[tuple[str, str], str]] = {}  # provider → learned earlier
         self._lock = threading.Lock()
 
     def candidates(self, asset: Asset) -> list[str]:
@@ -124,19 +128,28 @@ class ProviderChain:
         with self._lock:
             if name not in self._providers:
                 _load_class(name)
-                self._providers[name] = make_provider(name, self.settings, self._provider_budget(name))
+                built = make_provider(name, self.settings, self._provider_budget(name))
+                built.known_symbols.update(self._known_symbols.get(name, {}))
+                self._providers[name] = built
             return self._providers[name]
 
-    def check(self, assets: Iterable[Asset], budget: DailyBudget | None = None) -> None:
+    def check(self, assets: Iterable[Asset], budget: DailyBudget | None = None,
+              known_symbols: Mapping[str, Mapping[tuple[str, str], str]] | None = None) -> None:
         """Build the configured providers `assets` may need, so that a missing key or an unavailable
         provider stops the run (exit 2) before anything is fetched or written.
 
         Configured means --provider, or the *_PROVIDERS chains of the assets' types. An asset's own
         `provider` is data, not configuration: one that cannot be built is left out for the assets
         naming it (logged once), which fall back to their type's chain. With `budget`, every
-        provider with a daily limit is built to reserve each request from it.
+        provider with a daily limit is built to reserve each request from it. `known_symbols`
+        (provider → (symbol, asset_type) → its symbol, from `store.provider_symbols`) are
+        handed to each provider as its `known_symbols`.
         """
         with self._lock:
+            for name, symbols in (known_symbols or {}).items():
+                self._known_symbols.setdefault(name, {}).update(symbols)
+                if name in self._providers:
+                    self._providers[name].known_symbols.update(symbols)
             if budget is not self.budget:
                 if self._providers:
                     raise RuntimeError("the chain's providers are already built without this budget — give it "

@@ -163,7 +163,8 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
         return
     first_write = True
     with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
-        chain.check((plan.asset for plan in todo), budget)
+        assets = [plan.asset for plan in todo]
+        chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
             for fetched in progress(results, len(todo), "historical backfill", log=log):
                 if not run.dry_run and not first_write:

@@ -50,7 +50,7 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     otherwise they are expected to exist.
     """
     with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
-        chain.check(assets, budget)
+        chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
         if isinstance(error, FatalError):

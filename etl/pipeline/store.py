@@ -1,4 +1,4 @@
-"""Named statements for market_data, the fetch ledger and the asset cool-off."""
+"""Named statements for market_data, the fetch ledger, the asset cool-off and learned provider symbols."""
 
 from __future__ import annotations
 
@@ -161,16 +161,35 @@ def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
 
 
 def store_learned_symbols(cur, learned: dict[Asset, tuple[str, str]]) -> None:
-    """Remember provider symbols resolved at run time, for assets that have none yet.
+    """Remember provider symbols resolved at run time (asset → (provider, its symbol)) in
+    `provider_symbols`, for `provider_symbols()` to give back to that provider on later runs.
 
-    The provider is stored with the symbol, because a provider symbol only means
-    something to its own provider.
+    They are kept apart from `asset.provider`/`provider_symbol`, the user's own override, which
+    would put the provider first in the asset's chain. Assets not in `asset` are left out.
     """
-    if learned:
+    by_key = {(provider, a.symbol, a.asset_type): symbol for a, (provider, symbol) in learned.items()}
+    if by_key:
         cur.execute("""
-            UPDATE asset SET provider = l.provider, provider_symbol = l.provider_symbol, updated_at = now()
-              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS l(symbol, asset_type, provider, provider_symbol)
-             WHERE asset.symbol = l.symbol AND asset.asset_type = l.asset_type
-               AND asset.provider_symbol IS NULL AND (asset.provider IS NULL OR asset.provider = l.provider)""",
-                    ([a.symbol for a in learned], [a.asset_type for a in learned],
-                     [p for p, _ in learned.values()], [s for _, s in learned.values()]))
+            INSERT INTO provider_symbols AS p (provider, symbol, asset_type, provider_symbol)
+            SELECT l.provider, l.symbol, l.asset_type, l.provider_symbol
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS l(provider, symbol, asset_type, provider_symbol)
+              JOIN asset a ON a.symbol = l.symbol AND a.asset_type = l.asset_type
+            ON CONFLICT (provider, symbol, asset_type) DO UPDATE
+               SET provider_symbol = EXCLUDED.provider_symbol, learned_at = now()
+             WHERE p.provider_symbol IS DISTINCT FROM EXCLUDED.provider_symbol""",
+                    ([p for p, _, _ in by_key], [s for _, s, _ in by_key], [t for _, _, t in by_key],
+                     list(by_key.values())))
+
+
+def provider_symbols(conn, assets: Sequence[Asset]) -> dict[str, dict[tuple[str, str], str]]:
+    """Symbols learned in earlier runs for `assets`: provider → (symbol, asset_type) → its symbol."""
+    if not assets:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT provider, symbol, asset_type, provider_symbol FROM provider_symbols
+             WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+        known: dict[str, dict[tuple[str, str], str]] = {}
+        for provider, symbol, asset_type, provider_symbol in cur.fetchall():
+            known.setdefault(provider, {})[(symbol, asset_type)] = provider_symbol
+    return known

@@ -50,9 +50,11 @@ class Provider:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        # Provider symbols found at run time (e.g. CoinGecko ids resolved through /search);
-        # the pipeline stores them in asset.provider_symbol so they are looked up once.
+        # Provider symbols found in this run (e.g. CoinGecko ids resolved through /search); the
+        # pipeline stores them in the provider_symbols table so they are looked up once.
         self.learned_symbols: dict[Asset, str] = {}
+        # Those learned in earlier runs, (symbol, asset_type) → symbol, given back by the chain.
+        self.known_symbols: dict[tuple[str, str], str] = {}
 
     @classmethod
     def history_depth(cls, asset_type: str) -> int | None:

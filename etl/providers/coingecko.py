@@ -21,8 +21,9 @@ retryable error so the next provider in the chain is tried).
 CoinGecko names coins by id, not ticker. The most traded coins are mapped
 below; any other ticker is resolved once through /search (the exact symbol
 match with the best market-cap rank) and recorded in `learned_symbols`, which
-the pipeline stores in `asset.provider_symbol`. `asset.provider_symbol` wins
-over both.
+the pipeline stores in the `provider_symbols` table and the chain gives back in
+`known_symbols` on later runs (no /search again). `asset.provider_symbol` (the
+user's override) wins over all of them.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ class CoinGecko(Provider):
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def map_symbol(self, asset: Asset) -> str:
-        known = COIN_IDS.get(asset.symbol.upper()) or self.learned_symbols.get(asset)
+        known = (COIN_IDS.get(asset.symbol.upper()) or self.known_symbols.get((asset.symbol, asset.asset_type))
+                 or self.learned_symbols.get(asset))
         if known:
             return known
         where = describe_url(f"{self.base_url}/search", {"query": asset.symbol})
