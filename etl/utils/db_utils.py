@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 import warnings
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -390,6 +389,7 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
     written, and `StoppedPartwayError` (exit 3) is raised from the error. A dry run takes no lock and writes
     nothing (only pending migrations are applied). `topic` defaults to the job's topic of DESIGN.md.
     """
+    topic = topic or JOB_TOPICS[job]
     conn = connect(settings)
     try:
         migrate(conn, settings.db_schema)
@@ -405,13 +405,13 @@ def job_run(job: str, settings: Settings, params: dict, *, dry_run: bool = False
         if not try_job_lock(conn, settings.db_schema, job):
             raise LockHeldError(f"{job}: another run holds the lock; nothing done (this is normal when runs overlap)")
         try:
-            run = _start_run(conn, job, settings, params, topic or JOB_TOPICS.get(job))
+            run = _start_run(conn, job, settings, params, topic)
             try:
                 yield run
-                _finish_run(conn, run, topic or JOB_TOPICS[job])
+                _record_end(conn, run, run.status, None, run.symbols_ok, run.rows_upserted, run.failures, topic)
             except BaseException as exc:
                 _rollback_quietly(conn)
-                stopped = _fail_run(conn, run, exc, topic or JOB_TOPICS.get(job), broker_failed=broker_failed)
+                stopped = _fail_run(conn, run, exc, topic, broker_failed=broker_failed)
                 if stopped is not None:
                     raise stopped from exc
                 raise
@@ -479,22 +479,6 @@ def _start_run(conn, job: str, settings: Settings, params: dict, topic: str | No
     return JobRun(job, settings, conn, params, run_id=run_id, started_at=started_at)
 
 
-def _finish_run(conn, run: JobRun, topic: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute("""
-            UPDATE etl_job_runs
-               SET status = %s, finished_at = clock_timestamp(), rows_upserted = %s, symbols_ok = %s, symbols = %s,
-                   symbols_failed = %s, failures = %s
-             WHERE run_id = %s
-         RETURNING finished_at""",
-                    (run.status, run.rows_upserted, len(run.symbols_ok), Json(run.symbols_ok), len(run.failures),
-                     Json(run.failures), run.run_id))
-        finished_at = cur.fetchone()[0]
-        kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job,
-                                  lambda event_id: run.event_payload(event_id, finished_at))
-    conn.commit()
-
-
 def _fail_run(conn, run: JobRun, exc: BaseException, topic: str | None = None, *,
               broker_failed: bool = False) -> StoppedPartwayError | None:
     """Record the end of a run whose body raised; return the error to raise when it had committed data.
@@ -531,9 +515,10 @@ def _fail_run(conn, run: JobRun, exc: BaseException, topic: str | None = None, *
                                "are loaded; run again for the rest")
 
 
-def _record_end(conn, run: JobRun, status: str, error: str, symbols: list[str], rows: int, failures: list[dict],
-                topic: str | None = None) -> None:
-    """Finish the run row as `status` with `error`; with `topic`, also enqueue its completion event."""
+def _record_end(conn, run: JobRun, status: str, error: str | None, symbols: list[str], rows: int,
+                failures: list[dict], topic: str | None = None) -> None:
+    """Finish the run row as `status` (with `error`, if any) and commit, in the same transaction as
+    whatever data the run left uncommitted; with `topic`, also enqueue its completion event."""
     with conn.cursor() as cur:
         cur.execute("""
             UPDATE etl_job_runs
@@ -545,8 +530,9 @@ def _record_end(conn, run: JobRun, status: str, error: str, symbols: list[str], 
         finished = cur.fetchone()
         if topic is not None and finished is not None:
             def payload(event_id: str) -> dict:
-                return {**run.event_payload(event_id, finished[0]), "status": status, "symbols": symbols,
-                        "rows_upserted": rows, "failed": failures, "error": error}
+                payload = {**run.event_payload(event_id, finished[0]), "status": status, "symbols": symbols,
+                           "rows_upserted": rows, "failed": failures}
+                return payload if error is None else {**payload, "error": error}
 
             kafka_utils.enqueue_event(cur, run.settings.topic(topic), run.job, payload)
     conn.commit()
@@ -562,19 +548,6 @@ def _flush_quietly(conn, settings: Settings) -> None:
 
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-def wait_for_database(settings: Settings, timeout_seconds: float) -> None:
-    """Retry connecting until the database answers or `timeout_seconds` pass."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        try:
-            connect(settings).close()
-            return
-        except EtlError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1)
 
 
 from etl.holdings import apply_transactions, rebuild_holdings  # noqa: E402,F401 — the holdings update lives in etl/holdings.py
