@@ -16,31 +16,12 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
+from etl.providers import PROVIDERS
 
-PROVIDER_NAMES = ("yahoo", "twelvedata", "coingecko", "frankfurter", "alphavantage")
-ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX", "CASH")
+PROVIDER_NAMES = tuple(PROVIDERS)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
-DEFAULT_BASE_URLS = {
-    "yahoo": "https://query1.finance.yahoo.com",
-    "twelvedata": "https://api.twelvedata.com",
-    "coingecko": "https://api.coingecko.com/api/v3",
-    "frankfurter": "https://api.frankfurter.dev/v1",
-    "alphavantage": "https://www.alphavantage.co",
-}
-BASE_URL_VARIABLES = {
-    "yahoo": "YAHOO_BASE_URL",
-    "twelvedata": "TWELVE_DATA_BASE_URL",
-    "coingecko": "COINGECKO_BASE_URL",
-    "frankfurter": "FRANKFURTER_BASE_URL",
-    "alphavantage": "ALPHA_VANTAGE_BASE_URL",
-}
-API_KEY_VARIABLES = {
-    "twelvedata": "TWELVE_DATA_API_KEY",
-    "alphavantage": "ALPHA_VANTAGE_API_KEY",
-    "coingecko": "COINGECKO_API_KEY",
-}
 PROVIDER_VARIABLES_BY_TYPE = {
     "STOCK": "STOCK_PROVIDERS",
     "ETF": "STOCK_PROVIDERS",
@@ -73,7 +54,8 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     rate_limits: Mapping[str, int] = field(default_factory=dict)   # requests a minute, overriding the declared
     daily_limits: Mapping[str, int] = field(default_factory=dict)  # requests a UTC day, overriding the declared
-    base_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BASE_URLS))
+    base_urls: Mapping[str, str] = field(
+        default_factory=lambda: {name: cls.default_base_url for name, cls in PROVIDERS.items()})
     history_start: date | None = None
     lookback_days: int = 3
     market_index_symbols: tuple[str, ...] = tuple(DEFAULT_INDEX_SYMBOLS.split(","))
@@ -112,10 +94,10 @@ class Settings:
             asset_type: _provider_list(var, get(var)) if get(var) else default_chain
             for asset_type, var in PROVIDER_VARIABLES_BY_TYPE.items()
         }
-        base_urls = {
-            name: _url(var, get(var) or DEFAULT_BASE_URLS[name]) for name, var in BASE_URL_VARIABLES.items()
-        }
-        api_keys = {name: get(var) for name, var in API_KEY_VARIABLES.items() if get(var)}
+        base_urls = {name: _url(cls.base_url_variable, get(cls.base_url_variable) or cls.default_base_url)
+                     for name, cls in PROVIDERS.items()}
+        api_keys = {name: get(cls.key_variable) for name, cls in PROVIDERS.items()
+                    if cls.key_variable and get(cls.key_variable)}
         rate_limits = _rate_limits("PROVIDER_RATE_LIMITS", get("PROVIDER_RATE_LIMITS"))
         daily_limits = _rate_limits("PROVIDER_DAILY_LIMITS", get("PROVIDER_DAILY_LIMITS"),
                                     unit="requests_per_day", example="alphavantage=75")
@@ -161,10 +143,6 @@ class Settings:
             worker_group=get("ETL_WORKER_GROUP") or "financial-tracker-etl",
             worker_partitions=_int("ETL_WORKER_PARTITIONS", get("ETL_WORKER_PARTITIONS"), 6, minimum=1, maximum=1000),
         )
-
-    @property
-    def database_configured(self) -> bool:
-        return self.database_url is not None or self.db_host is not None
 
     def provider_chain(self, asset_type: str) -> tuple[str, ...]:
         return self.provider_chains.get(asset_type) or ("yahoo",)
@@ -214,10 +192,10 @@ def _dotenv_values() -> dict[str, str]:
 def _provider_list(variable: str, value: str) -> tuple[str, ...]:
     names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
     if not names:
-        raise ConfigError(f"{variable} must name at least one provider ({', '.join(PROVIDER_NAMES)})")
+        raise ConfigError(f"{variable} must name at least one provider ({', '.join(PROVIDERS)})")
     for name in names:
-        if name not in PROVIDER_NAMES:
-            raise ConfigError(f"{variable}: unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
+        if name not in PROVIDERS:
+            raise ConfigError(f"{variable}: unknown provider {name!r}; choose from {', '.join(PROVIDERS)}")
     return names
 
 
@@ -230,9 +208,9 @@ def _rate_limits(variable: str, value: str | None, *, unit: str = "requests_per_
             continue
         name, sep, number = (part.strip() for part in entry.partition("="))
         name = name.lower()
-        if not sep or name not in PROVIDER_NAMES:
+        if not sep or name not in PROVIDERS:
             raise ConfigError(f"{variable} must be provider={unit}[,…] with providers from "
-                              f"{', '.join(PROVIDER_NAMES)}, like {example}, got {entry.strip()!r}")
+                              f"{', '.join(PROVIDERS)}, like {example}, got {entry.strip()!r}")
         if name in limits:
             raise ConfigError(f"{variable} names {name} twice; keep one {name}=… entry")
         limits[name] = _int(f"{variable} ({name})", number, 0, minimum=1, maximum=1_000_000)

@@ -39,6 +39,14 @@ class QuotaExhaustedError(RetryableError):
     """The provider's daily allowance is spent: stop asking it until tomorrow."""
 
 
+class BudgetSpentError(QuotaExhaustedError):
+    """Today's counted budget is spent: no request was made (nothing to mark as spent)."""
+
+
+class DeferredError(RetryableError):
+    """Every provider that could serve the asset has spent its daily quota: try again tomorrow."""
+
+
 class NotFoundError(EtlError):
     """Unknown or delisted symbol: skip this asset, the others go on."""
 

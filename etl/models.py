@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from etl.config import ASSET_TYPES
 from etl.errors import UsageError
 
 # The characters real tickers use; stricter than the CHECK constraints on `asset` (upper case, trimmed,
@@ -18,6 +17,7 @@ from etl.errors import UsageError
 _FOREX_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 _SYMBOL = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^_&]{0,31}$")
 MARKET_ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")
+ASSET_TYPES = (*MARKET_ASSET_TYPES, "CASH")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from support.fake_api import FakeApi
-from support.runner import ETL_VARIABLES, UNREACHABLE
+from support.runner import BASE_URL_VARIABLES, ETL_VARIABLES, UNREACHABLE
 from support.services import TansuBroker, TestDatabaseServer, stop_server
 
 _schemas = itertools.count(1)
@@ -75,11 +75,7 @@ def etl_env(monkeypatch, tmp_path, database_url, schema) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DB_SCHEMA": schema,
         "ETL_DATA_DIR": str(tmp_path / "data"),
-        "YAHOO_BASE_URL": UNREACHABLE,
-        "TWELVE_DATA_BASE_URL": UNREACHABLE,
-        "COINGECKO_BASE_URL": UNREACHABLE,
-        "FRANKFURTER_BASE_URL": UNREACHABLE,
-        "ALPHA_VANTAGE_BASE_URL": UNREACHABLE,
+        **{variable: UNREACHABLE for variable in BASE_URL_VARIABLES},
         "KAFKA_TOPIC_PREFIX": f"{schema}.",
         "ETL_HTTP_BACKOFF": "0.01",
     }

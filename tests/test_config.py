@@ -72,7 +72,7 @@ def test_defaults_follow_the_design():
     assert settings.log_level == "INFO" and settings.log_format == "text"
     assert settings.kafka_bootstrap_servers == ()
     assert settings.market_index_symbols[0] == "^GSPC"
-    assert not settings.database_configured
+    assert settings.database_url is None and settings.db_host is None
 
 
 def test_per_type_provider_chains_fall_back_to_the_market_chain():

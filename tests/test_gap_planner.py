@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from etl.pipeline.plan import Budget, Span, budgets, empty_days, islands, plan_spans
+from etl.pipeline.plan import Budget, Span, budgets, empty_days, plan_spans
 
 TODAY = date(2024, 6, 14)   # a Friday
 
@@ -104,11 +104,6 @@ def test_empty_days_are_the_days_that_did_not_come_back():
 def test_empty_days_inside_the_lookback_window_are_not_final():
     assert empty_days(span("2024-06-08", "2024-06-14"), [], today=TODAY, lookback_days=3) == \
         [d("2024-06-08"), d("2024-06-09"), d("2024-06-10")]
-
-
-def test_islands_merge_consecutive_days():
-    days = [d("2024-01-03"), d("2024-01-01"), d("2024-01-02"), d("2024-01-05"), d("2024-01-05")]
-    assert islands(days) == [span("2024-01-01", "2024-01-03"), span("2024-01-05", "2024-01-05")]
 
 
 def test_a_span_cannot_end_before_it_starts():

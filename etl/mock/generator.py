@@ -38,7 +38,6 @@ from etl.utils.db_utils import copy_value
 UNITS = {"STOCK": "SHARES", "ETF": "SHARES", "CRYPTO": "COINS"}
 QUANTITY_DECIMALS = {"STOCK": 4, "ETF": 4, "CRYPTO": 8}
 CASH_DECIMALS = 2
-MODES = ("mixed", "cash_only", "stocks_only")
 
 _EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 _CENT = Decimal("0.01")

@@ -27,7 +27,7 @@ import threading
 from typing import Mapping
 
 from etl.config import Settings
-from etl.errors import QuotaExhaustedError
+from etl.errors import BudgetSpentError
 from etl.utils.db_utils import connect
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ LEFT_TODAY = f"""
                 ELSE greatest(w.per_day - coalesce(b.requests, 0), 0) END
       FROM unnest(%(providers)s::text[], %(limits)s::int[]) AS w(provider, per_day)
       LEFT JOIN provider_request_budget b ON b.provider = w.provider AND b.day = {UTC_TODAY}"""
-
-
-class BudgetSpentError(QuotaExhaustedError):
-    """Today's counted budget is spent: no request was made (nothing to mark as spent)."""
 
 
 def spent_error(provider: str, per_day: int, units: int = 1) -> BudgetSpentError:

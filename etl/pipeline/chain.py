@@ -31,18 +31,15 @@ from datetime import date, timedelta
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
-from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RetryableError
+from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, QuotaExhaustedError,
+                        RetryableError)
 from etl.models import Asset, Bar, Quote
-from etl.pipeline.budget import BudgetSpentError, DailyBudget, ProviderBudget
+from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span
 from etl.providers import make_provider, provider_class
 from etl.providers.base import Limits, Provider
 
 log = logging.getLogger(__name__)
-
-
-class DeferredError(RetryableError):
-    """Every provider that could serve the asset has spent its daily quota: try again tomorrow."""
 
 
 def candidates(asset: Asset, settings: Settings, override: str | None) -> list[str]:

@@ -91,17 +91,6 @@ def empty_days(span: Span, returned: Iterable[date], *, today: date, lookback_da
     return days
 
 
-def islands(days: Iterable[date]) -> list[Span]:
-    """Sorted days (any order in) merged into contiguous spans."""
-    spans: list[Span] = []
-    for day in sorted(set(days)):
-        if spans and spans[-1].end + ONE_DAY == day:
-            spans[-1] = Span(spans[-1].start, day)
-        else:
-            spans.append(Span(day, day))
-    return spans
-
-
 @dataclass(frozen=True)
 class Budget:
     """How a number of requests compares with a provider's limits."""

@@ -1,20 +1,41 @@
-"""The market-data providers, by name, and how to build one from the settings."""
+"""The market-data providers: the registry of them, by name, and how to build one from the settings.
+
+`PROVIDERS` is the one list of providers. Each class declares its name, key and
+base-URL settings, covered asset types and limits (see `base.Provider`);
+`etl.config`, the CLI's choices, the test harness and the README checks all
+read them from here. Adding a provider is its module, its test fixtures and
+one line below.
+"""
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
-from etl.config import API_KEY_VARIABLES, PROVIDER_NAMES, Settings
 from etl.errors import MissingKeyError
+from etl.providers.alphavantage import AlphaVantageProvider
 from etl.providers.base import Provider
+from etl.providers.coingecko import CoinGeckoProvider
+from etl.providers.frankfurter import FrankfurterProvider
+from etl.providers.twelvedata import TwelveDataProvider
+from etl.providers.yahoo import YahooProvider
 from etl.utils.fetch_utils import RequestBudget, make_session
 
-PROVIDER_MODULES = {name: f"etl.providers.{name}" for name in PROVIDER_NAMES}
+if TYPE_CHECKING:
+    from etl.config import Settings
+
+# In the order error messages and `--provider` choices list them; yahoo, keyless, is the default.
+PROVIDERS: dict[str, type[Provider]] = {cls.name: cls for cls in (
+    YahooProvider,
+    TwelveDataProvider,
+    CoinGeckoProvider,
+    FrankfurterProvider,
+    AlphaVantageProvider,
+)}
 
 
 def provider_class(name: str) -> type[Provider]:
-    """The provider class of `name` (each module exposes it as `PROVIDER`)."""
-    return importlib.import_module(PROVIDER_MODULES[name]).PROVIDER
+    """The provider class registered as `name` (KeyError for an unknown name)."""
+    return PROVIDERS[name]
 
 
 def make_provider(name: str, settings: Settings, budget: RequestBudget | None = None) -> Provider:
@@ -27,7 +48,7 @@ def make_provider(name: str, settings: Settings, budget: RequestBudget | None = 
     cls = provider_class(name)
     key = settings.api_key(name)
     if cls.needs_key and not key:
-        raise MissingKeyError(f"{name}: {API_KEY_VARIABLES[name]} is not set — set it in the environment or "
+        raise MissingKeyError(f"{name}: {cls.key_variable} is not set — set it in the environment or "
                               f".env, or take {name} out of the provider chain")
     per_minute = settings.rate_limit(name, cls.limits.per_minute)
     session = make_session(name, timeout=settings.http_timeout, per_minute=per_minute,

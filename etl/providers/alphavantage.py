@@ -33,12 +33,11 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
-                        RetryableError)
+from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
+from etl.providers.answers import UNKNOWN_SYMBOL, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
-from etl.utils.fetch_utils import ProviderSession, describe_url, get_json
-from etl.utils.log_utils import REDACTED, redact
+from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal
 
 log = logging.getLogger(__name__)
@@ -66,18 +65,10 @@ FIELDS = {
 }
 
 
-def scrub(text: str, api_key: str | None) -> str:
-    if api_key:
-        text = text.replace(api_key, REDACTED)
-    return redact(text)
-
-
 def fetch_query(session: ProviderSession, base_url: str, params: Mapping[str, str], api_key: str | None) -> Any:
     """GET /query with `params` and the key; the key is taken out of any error."""
-    try:
-        return get_json(session, f"{base_url}/query", {**params, "apikey": api_key}, key_variable=KEY_VARIABLE)
-    except EtlError as exc:
-        raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
+    return fetch_json(session, f"{base_url}/query", {**params, "apikey": api_key}, api_key=api_key,
+                      key_variable=KEY_VARIABLE)
 
 
 def pair(symbol: str) -> tuple[str, str]:
@@ -116,11 +107,11 @@ def price_currency(asset: Asset, symbol: str) -> str | None:
 def body_error(payload: Any, where: str, api_key: str | None = None) -> EtlError | None:
     """The typed error an Alpha Vantage body reports instead of data, or None."""
     if not isinstance(payload, dict):
-        return RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+        return unexpected_answer(NAME, where)
     for field, classify in (("Error Message", _error_message), ("Note", _note), ("Information", _information)):
         if field in payload:
-            message = scrub(str(payload[field]), api_key)
-            return classify(message, f"{NAME}: {where}")
+            error_class, advice = classify(str(payload[field]).lower())
+            return reported_error(error_class, f"{NAME}: {where}", advice, str(payload[field]), api_key)
     return None
 
 
@@ -128,29 +119,28 @@ def _is_key_problem(text: str) -> bool:
     return "invalid or missing" in text or "invalid api key" in text
 
 
-def _error_message(message: str, prefix: str) -> EtlError:
-    if _is_key_problem(message.lower()):
-        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
-    return NotFoundError(f"{prefix} — unknown symbol; check it or set the asset's provider_symbol: {message}")
-
-
-def _note(message: str, prefix: str) -> EtlError:
-    return RateLimitedError(f"{prefix} — over the call frequency; try again in a minute: {message}")
-
-
-def _information(message: str, prefix: str) -> EtlError:
-    text = message.lower()
+def _error_message(text: str) -> tuple[type[EtlError], str]:
     if _is_key_problem(text):
-        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
+        return FatalError, f"check {KEY_VARIABLE}"
+    return NotFoundError, UNKNOWN_SYMBOL
+
+
+def _note(text: str) -> tuple[type[EtlError], str]:
+    return RateLimitedError, "over the call frequency; try again in a minute"
+
+
+def _information(text: str) -> tuple[type[EtlError], str]:
+    if _is_key_problem(text):
+        return FatalError, f"check {KEY_VARIABLE}"
     if any(word in text for word in ("spreading out", "per second", "per minute", "burst", "call frequency")):
-        return RateLimitedError(f"{prefix} — too many requests at once; try again in a minute: {message}")
+        return RateLimitedError, "too many requests at once; try again in a minute"
     if "per day" in text or "daily rate limit" in text or "daily limit" in text:
-        return QuotaExhaustedError(f"{prefix} — the free daily allowance is spent; Alpha Vantage answers again "
-                                   f"tomorrow, or use another provider: {message}")
+        return QuotaExhaustedError, ("the free daily allowance is spent; Alpha Vantage answers again tomorrow, "
+                                    "or use another provider")
     if "premium" in text:
-        return RetryableError(f"{prefix} — a premium feature, not on the free plan; the next provider in the "
-                              f"chain is asked (add one to the *_PROVIDERS setting if none is left): {message}")
-    return RetryableError(f"{prefix} — the API answered with a notice instead of data; try again later: {message}")
+        return RetryableError, ("a premium feature, not on the free plan; the next provider in the chain is asked "
+                                "(add one to the *_PROVIDERS setting if none is left)")
+    return RetryableError, "the API answered with a notice instead of data; try again later"
 
 
 def _field(values: Mapping[str, Any], name: str) -> Decimal | None:
@@ -220,12 +210,14 @@ def _refreshed_at(text: Any, zone_name: Any) -> datetime | None:
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
-class AlphaVantage(Provider):
+class AlphaVantageProvider(Provider):
     name = NAME
+    base_url_variable = "ALPHA_VANTAGE_BASE_URL"
+    default_base_url = "https://www.alphavantage.co"
     asset_types = frozenset({"STOCK", "ETF", "FOREX", "CRYPTO"})
     limits = Limits(per_minute=5, per_day=25, max_batch=1)
-    needs_key = True
     key_variable = KEY_VARIABLE
+    needs_key = True
 
     @classmethod
     def history_depth(cls, asset_type: str) -> int | None:
@@ -269,6 +261,3 @@ class AlphaVantage(Provider):
             except (NotFoundError, RetryableError) as exc:
                 batch.failures[asset] = exc
         return batch
-
-
-PROVIDER = AlphaVantage

@@ -3,13 +3,16 @@
 A provider is two small halves: fetch functions that return the API's payload
 (all I/O, through `fetch_utils`), and pure parse functions that turn a payload
 into `Bar`/`Quote` records. The class below ties them together so the pipeline
-can treat every API alike.
+can treat every API alike, and declares everything else the project needs to
+know about the provider (its name, settings variables, coverage and limits):
+`config`, the test harness and the README checks read it from the registry in
+`etl.providers`, so nothing about a provider is written down twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timezone
 from typing import ClassVar, Sequence
 
 from etl.models import Asset, Bar, Quote
@@ -40,11 +43,13 @@ class QuoteBatch:
 class Provider:
     """Base class: subclasses set the class attributes and implement the two methods."""
 
-    name: ClassVar[str]
-    asset_types: ClassVar[frozenset[str]]
-    limits: ClassVar[Limits]
-    needs_key: ClassVar[bool] = False
-    key_variable: ClassVar[str | None] = None
+    name: ClassVar[str]                          # as in settings, `asset.provider` and `source`
+    base_url_variable: ClassVar[str]             # the setting that points it elsewhere (tests, proxies)
+    default_base_url: ClassVar[str]
+    asset_types: ClassVar[frozenset[str]]        # the asset types it covers
+    limits: ClassVar[Limits]                     # its plan's limits, history depth included
+    key_variable: ClassVar[str | None] = None    # the setting holding its API key, if it takes one
+    needs_key: ClassVar[bool] = False            # whether it cannot work without that key
 
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         self.session = session
@@ -61,9 +66,6 @@ class Provider:
         """How many days back this provider serves history for `asset_type`; None: no limit."""
         return cls.limits.max_history_days
 
-    def supports(self, asset: Asset) -> bool:
-        return asset.asset_type in self.asset_types
-
     def provider_symbol(self, asset: Asset) -> str:
         """The provider's name for `asset`; `asset.provider_symbol` wins when set."""
         return asset.provider_symbol or self.map_symbol(asset)
@@ -79,3 +81,8 @@ class Provider:
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         """Current quotes for up to `limits.max_batch` assets in as few requests as possible."""
         raise NotImplementedError
+
+
+def unix_seconds(day: date) -> int:
+    """00:00 UTC of `day` as Unix seconds, the way APIs take a date in their queries."""
+    return int(datetime.combine(day, time(0), timezone.utc).timestamp())

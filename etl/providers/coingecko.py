@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from etl.errors import EtlError, FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.errors import EtlError, FatalError, NotFoundError, RetryableError
 from etl.models import Asset, Bar, Quote
-from etl.providers.base import Limits, Provider, QuoteBatch
-from etl.utils.fetch_utils import ProviderSession, describe_url, get_json
-from etl.utils.log_utils import REDACTED, redact
+from etl.providers.answers import error_for_code, fetch_json, reported_error, unexpected_answer
+from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
+from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal
 
 log = logging.getLogger(__name__)
@@ -64,30 +64,14 @@ RANGE_ERROR_CODES = frozenset({10012})
 CLOSE_WINDOW_MS = 3_600_000  # a day closes at the first point of the next day's first hour
 
 
-def scrub(text: str, api_key: str | None) -> str:
-    if api_key:
-        text = text.replace(api_key, REDACTED)
-    return redact(text)
-
-
 def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None, api_key: str | None) -> Any:
-    """get_json, with the key taken out of any error (a body excerpt may echo it)."""
-    try:
-        return get_json(session, url, params, key_variable=KEY_VARIABLE)
-    except EtlError as exc:
-        raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
-
-
-def unix_seconds(moment: datetime) -> int:
-    return int(moment.timestamp())
+    return fetch_json(session, url, params, api_key=api_key, key_variable=KEY_VARIABLE)
 
 
 def fetch_market_chart(session: ProviderSession, base_url: str, coin_id: str, start: date, end: date,
                        api_key: str | None = None) -> Any:
     """The market_chart/range payload covering the UTC days `start` through `end`."""
-    begin = datetime.combine(start, time(), timezone.utc)
-    finish = datetime.combine(end + timedelta(days=2), time(), timezone.utc) - timedelta(seconds=1)
-    params = {"vs_currency": "usd", "from": unix_seconds(begin), "to": unix_seconds(finish)}
+    params = {"vs_currency": "usd", "from": unix_seconds(start), "to": unix_seconds(end + timedelta(days=2)) - 1}
     return _get_json(session, f"{base_url}/coins/{coin_id}/market_chart/range", params, api_key)
 
 
@@ -112,26 +96,27 @@ def body_error(payload: Any, where: str, api_key: str | None = None) -> EtlError
     if isinstance(status, dict) and "error_code" in status:
         return coded_error(status.get("error_code"), str(status.get("error_message") or ""), where, api_key)
     if isinstance(error, str):
-        message = scrub(error, api_key)
-        if "not found" in message.lower():
-            return NotFoundError(f"{NAME}: {where} — unknown coin id; set the asset's provider_symbol to its "
-                                 f"CoinGecko id: {message}")
-        return FatalError(f"{NAME}: {where} — the request was refused: {message}")
+        if "not found" in error.lower():
+            return reported_error(NotFoundError, f"{NAME}: {where}", "unknown coin id; set the asset's "
+                                  "provider_symbol to its CoinGecko id", error, api_key)
+        return reported_error(FatalError, f"{NAME}: {where}", "the request was refused", error, api_key)
     return None
 
 
 def coded_error(code: Any, message: str, where: str, api_key: str | None = None) -> EtlError:
-    message = scrub(message, api_key)
     prefix = f"{NAME}: error {code} for {where}"
-    if code == 429:
-        return RateLimitedError(f"{prefix} — rate-limited; try again in a minute: {message}")
     if code in KEY_ERROR_CODES:
-        return FatalError(f"{prefix} — check {KEY_VARIABLE} (a demo key, for api.coingecko.com): {message}")
+        return reported_error(FatalError, prefix, f"check {KEY_VARIABLE} (a demo key, for api.coingecko.com)",
+                              message, api_key)
     if code in PLAN_ERROR_CODES:
-        return FatalError(f"{prefix} — not available on this CoinGecko plan; use another provider: {message}")
+        return reported_error(FatalError, prefix, "not available on this CoinGecko plan; use another provider",
+                              message, api_key)
     if code in RANGE_ERROR_CODES:
-        return RetryableError(f"{prefix} — beyond the history this plan serves; use another provider: {message}")
-    return RetryableError(f"{prefix} — try again later: {message}")
+        return reported_error(RetryableError, prefix, "beyond the history this plan serves; use another provider",
+                              message, api_key)
+    if code == 429:
+        return error_for_code(code, prefix, message, key_variable=KEY_VARIABLE, api_key=api_key)
+    return reported_error(RetryableError, prefix, "try again later", message, api_key)
 
 
 def _points(series: Any) -> list[tuple[int, Any]]:
@@ -162,7 +147,7 @@ def _close_of_each_day(series: Any) -> dict[date, tuple[datetime, Any]]:
         if value is not None or held is None or held[1] is None:
             days[day] = (utc_moment(ms), value)
     for day in days:
-        next_midnight = int(datetime.combine(day + timedelta(days=1), time(0), timezone.utc).timestamp()) * 1000
+        next_midnight = unix_seconds(day + timedelta(days=1)) * 1000
         first = bisect_left(valued, next_midnight, key=lambda point: point[0])
         if first < len(valued) and valued[first][0] < next_midnight + CLOSE_WINDOW_MS:
             days[day] = (utc_moment(valued[first][0]), valued[first][1])
@@ -212,12 +197,14 @@ def pick_coin_id(payload: Mapping[str, Any], symbol: str) -> str | None:
     return min(matches, key=rank)["id"]
 
 
-class CoinGecko(Provider):
+class CoinGeckoProvider(Provider):
     name = NAME
+    base_url_variable = "COINGECKO_BASE_URL"
+    default_base_url = "https://api.coingecko.com/api/v3"
     asset_types = frozenset({"CRYPTO"})
     limits = Limits(per_minute=30, max_batch=250, max_history_days=365)
-    needs_key = False
     key_variable = KEY_VARIABLE
+    needs_key = False
 
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         super().__init__(session, base_url, api_key)
@@ -260,7 +247,7 @@ class CoinGecko(Provider):
         if error:
             raise error
         if not isinstance(payload, dict) or not isinstance(payload.get("prices"), list):
-            raise RetryableError(f"{NAME}: unexpected answer from {where} (no prices) — try again later")
+            raise unexpected_answer(NAME, where, "no prices")
         return [bar for bar in parse_market_chart(payload, asset) if start <= bar.date <= end]
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
@@ -279,11 +266,8 @@ class CoinGecko(Provider):
         if error:
             raise error
         if not isinstance(payload, dict):
-            raise RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+            raise unexpected_answer(NAME, where)
         priced = parse_simple_price(payload, by_id, where, self.clock())
         batch.quotes.extend(priced.quotes)
         batch.failures.update(priced.failures)
         return batch
-
-
-PROVIDER = CoinGecko

@@ -104,6 +104,8 @@ def parse_latest(payload: Any, assets: Sequence[Asset], where: str) -> QuoteBatc
 
 class FrankfurterProvider(Provider):
     name = NAME
+    base_url_variable = "FRANKFURTER_BASE_URL"
+    default_base_url = "https://api.frankfurter.dev/v1"
     asset_types = frozenset({"FOREX"})
     limits = Limits(per_minute=60, max_batch=MAX_SYMBOLS_PER_BASE)
 
@@ -146,6 +148,3 @@ class FrankfurterProvider(Provider):
             batch.quotes.extend(part.quotes)
             batch.failures.update(part.failures)
         return batch
-
-
-PROVIDER = FrankfurterProvider

@@ -26,12 +26,11 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from etl.errors import (EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError,
-                        RetryableError)
+from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
+from etl.providers.answers import error_for_code, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
-from etl.utils.fetch_utils import ProviderSession, describe_url, get_json
-from etl.utils.log_utils import REDACTED, redact
+from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal, to_major_unit
 
 log = logging.getLogger(__name__)
@@ -62,11 +61,7 @@ def fetch_quotes(session: ProviderSession, base_url: str, api_key: str | None, s
 
 def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any], api_key: str | None,
               cost: int = 1) -> Any:
-    """get_json, with the key taken out of any error (its body excerpt may echo the key)."""
-    try:
-        return get_json(session, url, params, key_variable=KEY_VARIABLE, cost=cost)
-    except EtlError as exc:
-        raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
+    return fetch_json(session, url, params, api_key=api_key, key_variable=KEY_VARIABLE, cost=cost)
 
 
 def is_error(payload: Any) -> bool:
@@ -76,31 +71,19 @@ def is_error(payload: Any) -> bool:
 def api_error(payload: Mapping[str, Any], where: str, api_key: str | None = None) -> EtlError:
     """The typed error for a Twelve Data error object (not raised, so callers choose)."""
     code = payload.get("code")
-    message = scrub(str(payload.get("message") or "no message"), api_key)
+    message = str(payload.get("message") or "no message")
     text = message.lower()
     prefix = f"{NAME}: {code} for {where}"
     if code == 429 and "for the day" in text:
-        return QuotaExhaustedError(f"{prefix} — the daily API credits are spent; Twelve Data answers again "
-                                   f"after midnight UTC, or use another provider: {message}")
+        return reported_error(QuotaExhaustedError, prefix, "the daily API credits are spent; Twelve Data answers "
+                              "again after midnight UTC, or use another provider", message, api_key)
     if code == 429:
-        return RateLimitedError(f"{prefix} — out of API credits for this minute; try again in a minute: {message}")
+        return reported_error(RateLimitedError, prefix, "out of API credits for this minute; try again in a minute",
+                              message, api_key)
     if "with your plan" in text or "available starting with" in text:
-        return NotFoundError(f"{prefix} — this symbol needs a paid Twelve Data plan; set the asset's "
-                             f"provider_symbol or use another provider: {message}")
-    if code in (401, 403):
-        return FatalError(f"{prefix} — check {KEY_VARIABLE}: {message}")
-    if code in (400, 404):
-        return NotFoundError(f"{prefix} — unknown symbol; check it or set the asset's provider_symbol: {message}")
-    if isinstance(code, int) and code >= 500:
-        return RetryableError(f"{prefix} — Twelve Data is failing, try again later: {message}")
-    return FatalError(f"{prefix} — the request was refused: {message}")
-
-
-def scrub(text: str, api_key: str | None) -> str:
-    """`text` with the key and anything key-shaped removed, ready for a message."""
-    if api_key:
-        text = text.replace(api_key, REDACTED)
-    return redact(text)
+        return reported_error(NotFoundError, prefix, "this symbol needs a paid Twelve Data plan; set the asset's "
+                              "provider_symbol or use another provider", message, api_key)
+    return error_for_code(code, prefix, message, key_variable=KEY_VARIABLE, api_key=api_key)
 
 
 def quote_currency(asset: Asset, provider_symbol: str, given: Any) -> str | None:
@@ -169,12 +152,14 @@ def quote_objects(payload: Any, symbols: Sequence[str]) -> dict[str, Any]:
     return {symbol: payload.get(symbol) for symbol in symbols if symbol in payload}
 
 
-class TwelveData(Provider):
+class TwelveDataProvider(Provider):
     name = NAME
+    base_url_variable = "TWELVE_DATA_BASE_URL"
+    default_base_url = "https://api.twelvedata.com"
     asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
     limits = Limits(per_minute=8, per_day=800, max_batch=8, max_points=MAX_POINTS)
-    needs_key = True
     key_variable = KEY_VARIABLE
+    needs_key = True
 
     def map_symbol(self, asset: Asset) -> str:
         if asset.asset_type == "CRYPTO" and "/" not in asset.symbol:
@@ -191,7 +176,7 @@ class TwelveData(Provider):
         if is_error(payload):
             raise api_error(payload, where, self.api_key)
         if not isinstance(payload, dict):
-            raise RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+            raise unexpected_answer(NAME, where)
         return [bar for bar in parse_time_series(payload, asset, symbol) if bar.date <= end]
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
@@ -209,7 +194,7 @@ class TwelveData(Provider):
             batch.failures.update((asset, error) for asset in by_symbol.values())
             return batch
         if not isinstance(payload, dict):
-            raise RetryableError(f"{NAME}: unexpected answer from {where} (not a JSON object) — try again later")
+            raise unexpected_answer(NAME, where)
         objects = quote_objects(payload, symbols)
         for symbol, asset in by_symbol.items():
             found = objects.get(symbol)
@@ -228,6 +213,3 @@ class TwelveData(Provider):
                 except RetryableError as exc:
                     batch.failures[asset] = exc
         return batch
-
-
-PROVIDER = TwelveData

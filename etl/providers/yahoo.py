@@ -25,7 +25,7 @@ own, polite ceiling.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Sequence
 from urllib.parse import quote
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
-from etl.providers.base import Limits, Provider, QuoteBatch
+from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
 from etl.utils.fetch_utils import ProviderSession, get_json
 from etl.validate import to_decimal, to_major_unit
 
@@ -130,10 +130,6 @@ def exchange_zone(meta: dict) -> tzinfo:
 
 def trading_date(timestamp: int, zone: tzinfo) -> date:
     return datetime.fromtimestamp(int(timestamp), zone).date()
-
-
-def unix_seconds(day: date) -> int:
-    return int(datetime.combine(day, time(0), timezone.utc).timestamp())
 
 
 # ---- history ----
@@ -294,6 +290,8 @@ def parse_spark(payload: Any, assets_by_symbol: dict[str, Asset], where: str) ->
 
 class YahooProvider(Provider):
     name = NAME
+    base_url_variable = "YAHOO_BASE_URL"
+    default_base_url = "https://query1.finance.yahoo.com"
     asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
     limits = Limits(per_minute=60, max_batch=SPARK_MAX_SYMBOLS)
 
@@ -322,6 +320,3 @@ class YahooProvider(Provider):
             batch.quotes.extend(part.quotes)
             batch.failures.update(part.failures)
         return batch
-
-
-PROVIDER = YahooProvider

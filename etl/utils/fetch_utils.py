@@ -14,7 +14,6 @@ body problem into the typed errors of `etl.errors`, with the provider, the URL
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from decimal import Decimal
@@ -29,8 +28,6 @@ from urllib3.util.retry import Retry
 from etl import __version__
 from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
 from etl.utils.log_utils import redact
-
-log = logging.getLogger(__name__)
 
 USER_AGENT = f"financial-tracker-etl/{__version__} (+https://github.com/financial-tracker/financial-tracker-etl)"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -76,7 +76,7 @@ class FakeApi:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _RequestHandler)
         self.server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def route(self, path: str | re.Pattern[str], answer: Handler | Response | dict | list | str,

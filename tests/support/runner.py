@@ -7,20 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from etl.providers import PROVIDERS
+
 REPO = Path(__file__).resolve().parents[2]  # the repository root, importable as PYTHONPATH
 # Loopback port 9 (discard) refuses connections: a provider nobody pointed at a
 # fake server fails fast instead of reaching the internet.
 UNREACHABLE = "http://127.0.0.1:9"
-ETL_VARIABLES = (
+# Every setting the product reads: the general ones, then each registered provider's own.
+SETTINGS = (
     "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SCHEMA", "ETL_DATA_DIR",
     "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_PREFIX", "MARKET_DATA_PROVIDERS", "STOCK_PROVIDERS",
-    "CRYPTO_PROVIDERS", "FOREX_PROVIDERS", "INDEX_PROVIDERS", "TWELVE_DATA_API_KEY", "ALPHA_VANTAGE_API_KEY",
-    "COINGECKO_API_KEY", "YAHOO_BASE_URL", "TWELVE_DATA_BASE_URL", "COINGECKO_BASE_URL", "FRANKFURTER_BASE_URL",
-    "ALPHA_VANTAGE_BASE_URL", "ETL_HISTORY_START", "ETL_LOOKBACK_DAYS", "MARKET_INDEX_SYMBOLS", "LOG_LEVEL",
-    "LOG_FORMAT", "ETL_HTTP_TIMEOUT", "ETL_HTTP_RETRIES", "ETL_HTTP_BACKOFF", "ETL_WORKER_GROUP", "ETL_WORKER_PARTITIONS",
-    "PROVIDER_RATE_LIMITS", "PROVIDER_DAILY_LIMITS",
+    "CRYPTO_PROVIDERS", "FOREX_PROVIDERS", "INDEX_PROVIDERS", "ETL_HISTORY_START", "ETL_LOOKBACK_DAYS",
+    "MARKET_INDEX_SYMBOLS", "LOG_LEVEL", "LOG_FORMAT", "ETL_HTTP_TIMEOUT", "ETL_HTTP_RETRIES", "ETL_HTTP_BACKOFF",
+    "ETL_WORKER_GROUP", "ETL_WORKER_PARTITIONS", "PROVIDER_RATE_LIMITS", "PROVIDER_DAILY_LIMITS",
 )
-
+KEY_VARIABLES = tuple(cls.key_variable for cls in PROVIDERS.values() if cls.key_variable)
+BASE_URL_VARIABLES = tuple(cls.base_url_variable for cls in PROVIDERS.values())
+ETL_VARIABLES = SETTINGS + KEY_VARIABLES + BASE_URL_VARIABLES
 
 def run_etl(*argv: str) -> int:
     """Run `etl ARGV…` in this process, with the test's environment."""
