@@ -9,13 +9,12 @@ from decimal import Decimal
 
 import pytest
 
-from etl.config import Settings
-from etl.errors import NotFoundError, RetryableError
+from etl.errors import NotFoundError
 from etl.models import Asset
-from etl.providers import make_provider
 from etl.providers.frankfurter import parse_history
 from etl.validate import validate_bars
 from support.fake_api import Response, fixture_json, fixture_text
+from support.providers import build_provider
 
 EURUSD = Asset("EUR/USD", "FOREX")
 EURGBP = Asset("EUR/GBP", "FOREX")
@@ -29,8 +28,7 @@ def frankfurter(fake_api):
 
 
 def provider_for(fake_api, **extra):
-    env = {"FRANKFURTER_BASE_URL": fake_api.base_url, "ETL_HTTP_BACKOFF": "0.01", **extra}
-    return make_provider("frankfurter", Settings.from_env(env, dotenv=False))
+    return build_provider("frankfurter", fake_api.base_url, **extra)
 
 
 def served_rates(name: str, currency: str) -> dict[date, Decimal]:
@@ -99,48 +97,6 @@ def test_a_date_with_a_missing_or_bad_rate_is_dropped_and_counted():
     assert len(result.rows) == 6
 
 
-def test_an_unknown_currency_is_not_found(frankfurter, fake_api):
-    fake_api.route("/2024-01-02..2024-01-05", fixture_json("frankfurter/not_found.json"), status=404)
-    with pytest.raises(NotFoundError, match="404"):
-        frankfurter.history(Asset("EUR/XYZ", "FOREX"), date(2024, 1, 2), date(2024, 1, 5))
-
-
-def test_a_failing_server_is_retried_then_retryable(fake_api):
-    frankfurter = provider_for(fake_api, ETL_HTTP_RETRIES="1")
-    fake_api.route("/2024-01-02..2024-01-05", "<html><body><h1>502 Bad Gateway</h1></body></html>", status=502)
-    with pytest.raises(RetryableError):
-        frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))
-    assert len(fake_api.requests) == 2
-
-
-def test_a_429_with_retry_after_is_waited_out_and_then_succeeds(frankfurter, fake_api):
-    answers = iter([Response(status=429, body={"message": "too many requests"}, headers={"Retry-After": "0"})])
-    series = fixture_text("frankfurter/timeseries_EUR_USD.json")
-    fake_api.route("/2024-01-02..2024-01-05", lambda request: next(answers, Response(body=series)))
-    assert len(frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))) == 4
-    assert len(fake_api.requests) == 2
-
-
-def test_an_html_page_instead_of_json_is_retryable(frankfurter, fake_api):
-    fake_api.route("/2024-01-02..2024-01-05", Response(body="<html><body>Service Unavailable</body></html>",
-                                                       content_type="text/html"))
-    with pytest.raises(RetryableError, match="unreadable JSON"):
-        frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))
-
-
-def test_truncated_json_is_retryable(frankfurter, fake_api):
-    text = fixture_text("frankfurter/timeseries_EUR_USD.json")
-    fake_api.route("/2024-01-02..2024-01-05", text[:-40])
-    with pytest.raises(RetryableError, match="unreadable JSON"):
-        frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))
-
-
-def test_an_answer_without_rates_is_retryable(frankfurter, fake_api):
-    fake_api.route("/2024-01-02..2024-01-05", {"message": "maintenance"})
-    with pytest.raises(RetryableError, match="rates"):
-        frankfurter.history(EURUSD, date(2024, 1, 2), date(2024, 1, 5))
-
-
 # ---- quotes ----
 
 def test_pairs_with_one_base_take_one_latest_request(frankfurter, fake_api):
@@ -193,7 +149,3 @@ def test_a_symbol_that_is_not_a_pair_fails_without_a_request(frankfurter, fake_a
     assert "BASE/QUOTE" in str(next(iter(batch.failures.values())))
 
 
-def test_only_forex_is_supported(frankfurter):
-    assert frankfurter.supports(EURUSD)
-    assert not frankfurter.supports(Asset("AAPL", "STOCK"))
-    assert not frankfurter.supports(Asset("BTC", "CRYPTO"))
