@@ -141,7 +141,7 @@ def with_key_echoed(response: Response, key: str) -> Response:
     APIs quote it back."""
     def echo(value: Any) -> Any:
         if isinstance(value, str) and " " in value:
-            return f"{value} (apikey={key})"
+            return f"{value} (your key: {key})"
         if isinstance(value, dict):
             return {k: echo(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -173,7 +173,7 @@ def test_the_api_key_never_appears_in_an_error_message(fake_api, name, fault, op
     api = APIS[name]
     answer = fault.answer(api)
     if not isinstance(answer.body, (dict, list)):
-        answer = Response(status=answer.status, body=f"{answer.body} apikey={api.key}",
+        answer = Response(status=answer.status, body=f"{answer.body} (your key: {api.key})",
                           content_type=answer.content_type)
     fake_api.route(ANY_PATH, with_key_echoed(answer, api.key))
     error = outcome(OPERATIONS[operation], api.provider(fake_api.base_url), api.asset)
