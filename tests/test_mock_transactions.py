@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import psycopg2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from etl.mock.generator import Plan, fixed, generate_rows, month_starts, new_account_ids
+from etl.mock.generator import Plan, _AccountSimulation, fixed, generate_rows, month_starts, new_account_ids
 from etl.mock.prices import PriceBook, carried_forward, synthetic_price
 from etl.models import Asset
 from etl.utils.db_utils import migrate
@@ -392,3 +392,54 @@ def test_the_generator_is_a_function_of_its_seed():
 
     assert generated(3) == generated(3) != generated(4)
     assert len(generated(3)) == 2 * (1 + 6 * 10)
+
+
+def a_price_book(first_day: date, last_day: date, assets: tuple[Asset, ...]) -> PriceBook:
+    """Every day priced, swinging ±40 % over a few weeks, so trades of every size happen."""
+    days = (last_day - first_day).days + 1
+    swings = [Decimal(100 + (day * 37) % 80 - 40) / 100 for day in range(days)]
+    bases = {"STOCK": Decimal("180.123456"), "ETF": Decimal("450.1234"), "CRYPTO": Decimal("60000.12")}
+    return PriceBook(first_day, {a: [(bases[a.asset_type] * s).quantize(Decimal("0.0001")) for s in swings]
+                                 for a in assets}, frozenset())
+
+
+def first_negative_balance(generated: list[tuple]) -> tuple | None:
+    """The first row after which its account's balance of that symbol is below zero, in generation order."""
+    balances: dict[tuple[str, str, str], Decimal] = {}
+    for row in generated:
+        account, _, symbol, asset_type, credit, debit, _ = row
+        key = (account, symbol, asset_type)
+        balances[key] = balances.get(key, Decimal(0)) + Decimal(credit) - Decimal(debit)
+        if balances[key] < 0:
+            return row
+    return None
+
+
+def test_a_withdrawal_is_skipped_when_less_than_a_dollar_is_left():
+    plan = Plan((uuid.uuid4(),), date(2024, 1, 1), date(2024, 1, 31), 5, "USD", 0, (), mode="cash_only")
+    account = _AccountSimulation(random.Random(1), plan, PriceBook(plan.first_day, {}, frozenset()), (), "a")
+    for cash in (0, 1, 99):
+        account.cash = cash
+        assert account._withdrawal(date(2024, 1, 10)) is None, f"withdrawal from {cash} cents"
+        assert account.cash == cash
+    account.cash = 100
+    [row] = account._withdrawal(date(2024, 1, 10))
+    assert (row[4], row[5], account.cash) == ("0.00", "1.00", 0)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), accounts=st.integers(1, 3), months=st.integers(1, 24),
+       per_month=st.integers(0, 60), start_balance=st.integers(0, 200_000),
+       mode=st.sampled_from(["mixed", "cash_only", "stocks_only"]))
+@example(seed=1, accounts=3, months=24, per_month=60, start_balance=0, mode="cash_only")
+@example(seed=1, accounts=3, months=24, per_month=60, start_balance=100_000, mode="stocks_only")
+def test_no_balance_ever_goes_negative_for_any_seed_volume_or_mode(seed, accounts, months, per_month,
+                                                                    start_balance, mode):
+    last_day = date(2024, 12, 31)
+    first_day = month_starts(last_day - timedelta(days=31 * (months - 1)), last_day)[0]
+    assets = (Asset("AAPL", "STOCK"), Asset("VOO", "ETF"), Asset("BTC", "CRYPTO"))
+    rng = random.Random(seed)
+    plan = Plan(tuple(new_account_ids(rng, accounts)), first_day, last_day, per_month, "USD", start_balance,
+                assets, mode=mode)
+    generated = list(generate_rows(rng, plan, a_price_book(first_day, last_day, assets)))
+    assert first_negative_balance(generated) is None
