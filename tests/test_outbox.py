@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -121,6 +122,22 @@ def test_outbox_flush_exits_0_and_says_the_events_wait_when_kafka_is_not_configu
     assert result.returncode == 0
     assert NOT_CONFIGURED in result.stderr
     assert pending(db) == 1
+
+
+def test_an_event_the_broker_refuses_holds_back_every_later_event(etl_env, with_kafka, db):
+    too_big = "x" * (1024 * 1024 + 1)  # over the producer's max_request_size: never accepted
+    events = [("good-1", {"n": 1}), ("refused", {"n": 2, "blob": too_big}), ("good-3", {"n": 3})]
+    with db.cursor() as cur:
+        for minute, (key, payload) in enumerate(events):
+            cur.execute("INSERT INTO etl_outbox (topic, key, payload, created_at) "
+                        "VALUES (%s, %s, %s, now() + make_interval(mins => %s))",
+                        (topic(etl_env), key, json.dumps(payload), minute))
+    result = flush(etl_env)
+    assert result.returncode == 1, result.stderr
+    assert "published 1 event(s); 2 pending" in result.stdout and "stay in the outbox" in result.stderr
+    assert [e["n"] for e in read_events(with_kafka, topic(etl_env))] == [1]
+    assert rows(db, "SELECT key FROM etl_outbox WHERE published_at IS NULL ORDER BY created_at") == [
+        ("refused",), ("good-3",)]
 
 
 def test_outbox_flush_exits_1_when_the_broker_is_unreachable(broker_env, own_broker, db):
