@@ -185,6 +185,14 @@ def test_a_dry_run_respects_a_spent_budget(twelvedata, monkeypatch, db):
     assert asked(twelvedata) == []
 
 
+def test_a_dry_run_counts_down_what_is_left_of_a_partly_spent_budget(twelvedata, db):
+    assert history("AAPL") == 0
+    twelvedata.reset()
+    assert history(*STOCKS[1:], "TSLA", extra=("--dry-run",)) == 3
+    assert len(asked(twelvedata)) == 2, "2 requests left of 3, for 5 assets"
+    assert counted_today(db, "twelvedata") == 1
+
+
 def test_an_api_reported_daily_limit_marks_the_budget_spent(twelvedata, monkeypatch, db):
     monkeypatch.delenv("PROVIDER_DAILY_LIMITS")  # the declared 800: only the API can say it is spent
     twelvedata.route("/time_series", DAY_QUOTA)
