@@ -186,6 +186,22 @@ def test_data_committed_by_a_run_killed_with_sigkill_is_announced_by_the_next_ru
     assert announced[0]["error"].startswith("abandoned")
 
 
+def test_a_killed_run_that_committed_assets_but_changed_no_rows_is_still_announced(etl_env, db):
+    assert run_sample(etl_env).returncode == 0  # the same rows again change nothing: a refetch with nothing new
+    killed = start_sample(etl_env, "--checkpoint", "--sleep", "60")
+    killed_run = wait_until_running(db)
+    deadline = time.monotonic() + 30
+    while scalar(db, "SELECT symbols_ok FROM etl_job_runs WHERE run_id = %s", (killed_run,)) < 2:
+        assert time.monotonic() < deadline, "the sample job never checkpointed its two assets"
+        time.sleep(0.1)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert run_until_unlocked(etl_env, "--symbols", "NVDA:STOCK").returncode == 0
+    announced = [e for e in outbox_payloads(db) if e["run_id"] == killed_run]
+    assert [(e["status"], e["symbols"], e["rows_upserted"]) for e in announced] == \
+        [("failed", ["AAPL:STOCK", "MSFT:STOCK"], 0)]
+
+
 def test_an_abandoned_run_that_committed_nothing_is_not_announced(etl_env, db):
     killed = start_sample(etl_env, "--sleep", "60")
     wait_until_running(db)

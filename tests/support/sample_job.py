@@ -1,7 +1,7 @@
 """A tiny job built on db_utils.job_run, for testing the run mechanism itself.
 
 It registers the given assets and upserts one market_data row per asset for a
-fixed day. Arguments make it report failures, sleep while holding its lock
+fixed day (counting it only when it changed, as the real jobs do). Arguments make it report failures, sleep while holding its lock
 (with its rows written but not yet committed), commit each asset as a
 checkpoint, or raise when it reaches an asset or after writing.
 """
@@ -62,10 +62,10 @@ def _run(args, settings) -> int:
                     raise RuntimeError(f"sample job told to fail at {asset.spec}")
                 if asset.symbol in failing:
                     continue
-                bulk_upsert(cur, "market_data", COLUMNS, [(asset.symbol, asset.asset_type, DAY, args.price,
-                                                           "sample", AS_OF)],
-                            key=("symbol", "asset_type", "date"), newer_column="as_of")
-                run.succeeded(asset.spec, 1)
+                written = bulk_upsert(cur, "market_data", COLUMNS, [(asset.symbol, asset.asset_type, DAY,
+                                                                     args.price, "sample", AS_OF)],
+                                      key=("symbol", "asset_type", "date"), newer_column="as_of")
+                run.succeeded(asset.spec, written)
                 if args.checkpoint and not args.dry_run:
                     run.checkpoint()
         for asset in assets:
