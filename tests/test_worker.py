@@ -22,6 +22,7 @@ from etl.worker import PoisonMessage, request_argv
 from support.db import row_count, rows, scalar
 from support.events import read_events
 from support.runner import ETL_VARIABLES, PYTHON, REPO, run_etl_process
+from support.yahoo_server import YahooServer
 
 REQUEST = "MOCK_TRANSACTIONS_REQUEST"
 FAST_GROUP = ["--session-timeout-ms", "2000", "--heartbeat-interval-ms", "500"]
@@ -41,8 +42,8 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def jobs_started(self) -> int:
-        return self.log().count(": running generate_mock_transactions")
+    def jobs_started(self, job: str = "generate_mock_transactions") -> int:
+        return self.log().count(f": running {job}")
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
         if self.process.poll() is None:
@@ -228,6 +229,24 @@ def test_a_request_whose_job_keeps_failing_lands_in_the_dlq_after_its_retries_in
     assert worker.stop() == 0
 
 
+def test_a_request_whose_job_ends_partial_is_committed_once_and_neither_retried_nor_dead_lettered(
+        workers, fake_api, with_kafka, etl_env, db):
+    etl_env["YAHOO_BASE_URL"] = fake_api.base_url
+    YahooServer(fake_api, unknown={"NOPE"})
+    worker = workers("--retry-delays", "0.2")
+    topic = etl_env["KAFKA_TOPIC_PREFIX"] + "HISTORICAL_MARKET_DATA_REQUEST"
+    # AAPL loads, NOPE is unknown: the job exits 3 (partial), which is done, not failed.
+    send_requests(with_kafka, topic, [{"symbols": ["AAPL:STOCK", "NOPE:STOCK"], "start": "2024-01-02",
+                                       "end": "2024-01-05"}], partitions=1)
+
+    wait_until(lambda: committed_offsets(with_kafka, etl_env["ETL_WORKER_GROUP"], topic) == {0: 1},
+               what="the request's offset to be committed", logs=[worker])
+    assert rows(db, "SELECT status FROM etl_job_runs") == [("partial",)]
+    assert read_events(with_kafka, topic + ".DLQ", timeout=3) == []
+    assert worker.jobs_started("fetch_historical_market_data") == 1
+    assert worker.stop() == 0
+
+
 def test_a_request_failing_while_the_database_is_unreachable_is_retried_and_runs_once_it_is_back(
         workers, with_kafka, etl_env, db, database_url):
     outage = DatabaseOutage(database_url)
@@ -352,6 +371,18 @@ class DatabaseOutage:
     def close(self) -> None:
         if self.listener is not None:
             self.listener.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset of each partition of `topic` (none before its first commit)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    except Exception:
+        return {}
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
 def topic_partitions(bootstrap: str, topic: str) -> int:
