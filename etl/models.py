@@ -6,7 +6,7 @@ Prices and quantities are `Decimal` parsed from the provider's text, never float
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -53,6 +53,60 @@ class Bar:
     volume: Decimal | None = None
     currency: str | None = None
     as_of: datetime | None = None   # when the provider stamped the bar; the pipeline fills a default
+
+
+@dataclass(frozen=True, slots=True)
+class CorporateAction:
+    """A split or a dividend of one asset, as a row of `corporate_actions`.
+
+    `ratio` is shares after per share before (4 for 4:1, 0.1 for 1:10); `amount` is
+    the dividend per share in `currency` (major unit), on the basis the provider
+    reported it until the pipeline makes it as traded.
+    """
+
+    symbol: str
+    asset_type: str
+    date: date                      # ex-date
+    kind: str                       # "split" or "dividend"
+    source: str
+    ratio: Decimal | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBasis:
+    """What a provider's daily prices are adjusted for, as of the day they are fetched."""
+
+    splits: bool
+    dividends: bool
+
+
+AS_TRADED = PriceBasis(splits=False, dividends=False)
+SPLIT_ADJUSTED = PriceBasis(splits=True, dividends=False)
+
+
+@dataclass(frozen=True)
+class HistoryAnswer:
+    """What one history request brought back.
+
+    `bars` are the requested days only. `answered` is the first and last day of
+    any bar in the answer, inside the requested days or not (an answer that ran
+    wider proves the days between its bars had no trading); None when it held no
+    bar. `actions` are the splits and dividends it reported, `listed_from` the
+    first trading day the provider states.
+    """
+
+    bars: list[Bar]
+    actions: list[CorporateAction] = field(default_factory=list)
+    answered: tuple[date, date] | None = None
+    listed_from: date | None = None
+
+    @classmethod
+    def of(cls, bars: list[Bar]) -> "HistoryAnswer":
+        """An answer that is exactly its bars (no wider window, no actions)."""
+        days = [bar.date for bar in bars]
+        return cls(bars, answered=(min(days), max(days)) if days else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from etl.pipeline.plan import Budget, Span, budgets, empty_days, plan_spans
+from etl.pipeline.plan import Budget, Evidence, Span, budgets, empty_days, plan_spans
 
 TODAY = date(2024, 6, 14)   # a Friday
 
@@ -95,14 +95,43 @@ def test_a_single_day_range_covered_requests_nothing():
     assert plan("2024-02-14", "2024-02-14", [span("2024-02-14", "2024-02-14")]) == []
 
 
-def test_empty_days_are_the_days_that_did_not_come_back():
-    weekdays = [d("2024-01-01") + timedelta(days=i) for i in range(14) if (d("2024-01-01") + timedelta(days=i)).weekday() < 5]
-    assert empty_days(span("2024-01-01", "2024-01-14"), weekdays, today=TODAY, lookback_days=3) == \
-        [d("2024-01-06"), d("2024-01-07"), d("2024-01-13"), d("2024-01-14")]
+WEEKDAYS = [d("2024-01-01") + timedelta(days=i) for i in range(14) if (d("2024-01-01") + timedelta(days=i)).weekday() < 5]
+
+
+def test_days_between_two_bars_of_the_answer_are_empty():
+    answered = Evidence(answered=(d("2024-01-01"), d("2024-01-12")))
+    assert empty_days(span("2024-01-01", "2024-01-14"), WEEKDAYS, today=TODAY, lookback_days=3,
+                      evidence=answered) == [d("2024-01-06"), d("2024-01-07")]
+
+
+def test_days_after_the_last_bar_are_empty_only_next_to_a_stored_row():
+    answered = Evidence(answered=(d("2024-01-01"), d("2024-01-12")), stored_after=True)
+    assert empty_days(span("2024-01-01", "2024-01-14"), WEEKDAYS, today=TODAY, lookback_days=3,
+                      evidence=answered) == [d("2024-01-06"), d("2024-01-07"), d("2024-01-13"), d("2024-01-14")]
+
+
+def test_days_before_the_first_bar_are_empty_only_next_to_a_stored_row_or_before_the_listing():
+    days = [day for day in WEEKDAYS if day >= d("2024-01-08")]
+    assert empty_days(span("2024-01-01", "2024-01-10"), days, today=TODAY, lookback_days=3,
+                      evidence=Evidence(answered=(d("2024-01-08"), d("2024-01-10")))) == []
+    assert empty_days(span("2024-01-01", "2024-01-10"), days, today=TODAY, lookback_days=3,
+                      evidence=Evidence(answered=(d("2024-01-08"), d("2024-01-10")), stored_before=True)) == \
+        [d("2024-01-01") + timedelta(days=i) for i in range(7)]
+    assert empty_days(span("2024-01-01", "2024-01-10"), days, today=TODAY, lookback_days=3,
+                      evidence=Evidence(answered=(d("2024-01-08"), d("2024-01-10")), listed_from=d("2024-01-03"))) \
+        == [d("2024-01-01"), d("2024-01-02")]
+
+
+def test_an_answer_without_bars_proves_no_day_empty_but_those_before_the_listing():
+    assert empty_days(span("2024-01-01", "2024-01-14"), [], today=TODAY, lookback_days=3,
+                      evidence=Evidence(stored_before=True, stored_after=True)) == []
+    assert empty_days(span("2024-01-01", "2024-01-14"), [], today=TODAY, lookback_days=3,
+                      evidence=Evidence(listed_from=d("2024-01-03"))) == [d("2024-01-01"), d("2024-01-02")]
 
 
 def test_empty_days_inside_the_lookback_window_are_not_final():
-    assert empty_days(span("2024-06-08", "2024-06-14"), [], today=TODAY, lookback_days=3) == \
+    assert empty_days(span("2024-06-08", "2024-06-14"), [], today=TODAY, lookback_days=3,
+                      evidence=Evidence(answered=(d("2024-06-01"), d("2024-06-14")))) == \
         [d("2024-06-08"), d("2024-06-09"), d("2024-06-10")]
 
 

@@ -30,6 +30,10 @@ def backfill(*symbols: str, start: date = START, end: date = END, extra=()) -> i
                    *extra)
 
 
+def utc_today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
 def stored_days(db, symbol: str) -> list[date]:
     return [r[0] for r in rows(db, "SELECT date FROM market_data WHERE symbol = %s ORDER BY date", (symbol,))]
 
@@ -55,7 +59,7 @@ def test_extending_the_range_by_a_week_requests_only_that_week(yahoo, db):
     assert backfill("AAPL:STOCK") == 0
     yahoo.api.reset()
     assert backfill("AAPL:STOCK", end=END + timedelta(days=7)) == 0
-    assert yahoo.requested_days("AAPL") == [(END + timedelta(days=1), END + timedelta(days=7))]
+    assert yahoo.requested_days("AAPL") == [(END + timedelta(days=1), utc_today())]  # through today: splits
     assert stored_days(db, "AAPL") == yahoo.trading_days("AAPL", START, END + timedelta(days=7))
 
 
@@ -65,7 +69,7 @@ def test_a_row_deleted_from_the_middle_is_fetched_again(yahoo, db):
         cur.execute("DELETE FROM market_data WHERE symbol = 'AAPL' AND date = '2024-02-14'")
     yahoo.api.reset()
     assert backfill("AAPL:STOCK") == 0
-    assert yahoo.requested_days("AAPL") == [(date(2024, 2, 14), date(2024, 2, 14))]
+    assert yahoo.requested_days("AAPL") == [(date(2024, 2, 14), utc_today())]
     assert date(2024, 2, 14) in stored_days(db, "AAPL")
 
 
@@ -94,7 +98,7 @@ def test_a_recent_day_whose_bar_failed_validation_is_asked_for_again(yahoo, db):
     yahoo.broken.clear()
     yahoo.api.reset()
     assert backfill("AAPL:STOCK", start=start, end=end) == 0
-    assert yahoo.requested_days("AAPL") == [(broken, broken)]
+    assert yahoo.requested_days("AAPL") == [(broken, utc_today())]
     assert broken in stored_days(db, "AAPL")
 
 
@@ -162,7 +166,7 @@ def test_full_refresh_refetches_the_whole_range(yahoo, db):
     assert backfill("AAPL:STOCK") == 0
     yahoo.api.reset()
     assert backfill("AAPL:STOCK", extra=["--full-refresh"]) == 0
-    assert yahoo.requested_days("AAPL") == [(START, END)]
+    assert yahoo.requested_days("AAPL") == [(START, utc_today())]
 
 
 def test_a_full_refresh_over_identical_data_rewrites_no_row(yahoo, db):
@@ -244,7 +248,7 @@ def test_days_older_than_the_first_providers_depth_are_asked_of_the_next_provide
     assert f"BTC:CRYPTO: coingecko {start}..{today}" in capsys.readouterr().out
     assert backfill("BTC:CRYPTO", start=start, end=today) == 0
     assert coingecko_requested_days(crypto_chain.api) == [(coingecko_from, today)]
-    assert crypto_chain.requested_days("BTC-USD") == [(start, coingecko_from - timedelta(days=1))]
+    assert crypto_chain.requested_days("BTC-USD") == [(start, utc_today())]
     assert stored_days(db, "BTC")[0] == crypto_chain.trading_days("BTC-USD", start, start + timedelta(days=7))[0]
     assert rows(db, "SELECT DISTINCT provider FROM market_data_fetch_ledger ORDER BY 1") == [("coingecko",), ("yahoo",)]
 
@@ -261,8 +265,7 @@ def test_days_a_fallback_provider_could_not_reach_stay_missing_until_the_first_r
     del crypto_chain.failing["BTC-USD"]
     crypto_chain.api.reset()
     assert backfill("BTC:CRYPTO", start=start, end=today) == 0
-    assert crypto_chain.requested_days("BTC-USD") == [(start, coingecko_from - timedelta(days=1)),
-                                                       (today - timedelta(days=3), today)]
+    assert crypto_chain.requested_days("BTC-USD") == [(start, utc_today()), (today - timedelta(days=3), today)]
 
 
 def test_a_fallback_provider_without_its_key_stops_the_run_before_anything_is_fetched(yahoo, db, monkeypatch):

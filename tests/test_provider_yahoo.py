@@ -13,7 +13,8 @@ import pytest
 
 from etl.errors import FatalError, NotFoundError, RetryableError
 from etl.models import Asset
-from etl.providers.yahoo import chart_path, from_yahoo_symbol, parse_history, to_yahoo_symbol
+from etl.providers.yahoo import (chart_path, from_yahoo_symbol, parse_actions, parse_history, split_ratio,
+                                  to_yahoo_symbol)
 from etl.validate import validate_bars
 from support.fake_api import Response, fixture_json, fixture_text
 from support.providers import build_provider
@@ -83,15 +84,57 @@ def test_price_is_the_raw_close_and_adj_close_the_adjusted_one(yahoo, fake_api):
     assert first.adj_close == Decimal("184.73497009277344")
 
 
-def test_history_asks_the_chart_endpoint_for_daily_bars_around_the_range(yahoo, fake_api):
+def test_history_asks_the_chart_endpoint_for_daily_bars_from_a_week_before_the_range_through_today(yahoo, fake_api):
     history_of(yahoo, fake_api, AAPL, date(2024, 1, 2), date(2024, 1, 10))
     (request,) = fake_api.requests_to("/v8/finance/chart/")
     assert request.path == "/v8/finance/chart/AAPL"
     assert request.query["interval"] == "1d"
     assert request.query["includeAdjustedClose"] == "true"
     assert request.query["events"] == "div,split"
-    assert int(request.query["period1"]) <= datetime(2024, 1, 2, tzinfo=timezone.utc).timestamp()
-    assert int(request.query["period2"]) >= datetime(2024, 1, 11, tzinfo=timezone.utc).timestamp()
+    assert int(request.query["period1"]) <= datetime(2023, 12, 26, tzinfo=timezone.utc).timestamp()
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert int(request.query["period2"]) >= today.timestamp() + 86400
+
+
+def test_history_declares_split_adjusted_prices_with_an_adjusted_close_and_reports_stock_actions(yahoo):
+    assert (yahoo.price_basis.splits, yahoo.price_basis.dividends) == (True, False)
+    assert yahoo.gives_adj_close and yahoo.reports_actions == {"STOCK", "ETF"}
+
+
+def test_splits_and_dividends_come_from_the_chart_events(yahoo, fake_api):
+    fake_api.route(chart_path("AAPL"), fixture_text("yahoo/chart_AAPL_split_2020.json"))
+    answer = yahoo.history_answer(AAPL, date(2020, 8, 27), date(2020, 8, 31))
+    assert [bar.date for bar in answer.bars] == [date(2020, 8, 27), date(2020, 8, 28), date(2020, 8, 31)]
+    assert answer.answered == (date(2020, 8, 27), date(2020, 9, 1))
+    assert answer.listed_from == date(1980, 12, 12)
+    split, dividend = sorted(answer.actions, key=lambda a: a.kind, reverse=True)
+    assert (split.date, split.kind, split.ratio, split.source) == (date(2020, 8, 31), "split", Decimal(4), "yahoo")
+    assert (dividend.date, dividend.kind, dividend.amount, dividend.currency) == \
+        (date(2020, 8, 7), "dividend", Decimal("0.205"), "USD")
+
+
+def test_a_reverse_split_is_a_ratio_below_one_and_a_ratio_text_alone_is_read():
+    assert split_ratio({"numerator": 1, "denominator": 10, "splitRatio": "1:10"}) == Decimal("0.1")
+    assert split_ratio({"splitRatio": "3:2"}) == Decimal("1.5")
+    assert split_ratio({"numerator": 0, "denominator": 1}) is None
+
+
+def test_dividends_in_pence_are_converted_to_pounds():
+    payload = json.loads(fixture_text("yahoo/chart_VOD.L.json"), parse_float=Decimal)
+    stamp = payload["chart"]["result"][0]["timestamp"][3]
+    payload["chart"]["result"][0]["events"] = {"dividends": {str(stamp): {"amount": Decimal("4.5"), "date": stamp}}}
+    (dividend,) = parse_actions(payload, VOD)
+    assert (dividend.amount, dividend.currency) == (Decimal("0.045"), "GBP")
+
+
+def test_an_answer_without_bars_spans_no_day_but_still_states_the_first_trading_day(yahoo, fake_api):
+    payload = fixture_json("yahoo/chart_AAPL.json")
+    result = payload["chart"]["result"][0]
+    del result["timestamp"]
+    result["indicators"] = {"quote": [{}], "adjclose": [{}]}
+    fake_api.route("/v8/finance/chart/AAPL", payload)
+    answer = yahoo.history_answer(AAPL, date(2024, 1, 2), date(2024, 1, 31))
+    assert (answer.bars, answer.answered, answer.listed_from) == ([], None, date(1980, 12, 12))
 
 
 def test_history_returns_only_the_requested_dates(yahoo, fake_api):
@@ -205,7 +248,7 @@ def test_another_chart_error_inside_a_200_is_retryable_not_not_found(yahoo, fake
 @pytest.mark.parametrize("status", [400, 200])
 def test_a_span_before_the_first_trading_day_is_an_empty_history(yahoo, fake_api, status):
     # Yahoo's answer for a window entirely before a listing: HTTP 400 with chart.error "Bad Request",
-    # "Data doesn't exist for startDate = …, endDate = …". Empty, so the days are recorded and not asked again.
+    # "Data doesn't exist for startDate = …, endDate = …". An empty history (which proves no day empty).
     fake_api.route("/v8/finance/chart/ARM", fixture_json("yahoo/chart_before_first_trade.json"), status=status)
     assert yahoo.history(Asset("ARM", "STOCK"), date(2019, 8, 14), date(2020, 7, 29)) == []
     assert len(fake_api.requests_to("/v8/finance/chart/ARM")) == 1

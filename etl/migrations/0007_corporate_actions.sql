@@ -3,7 +3,12 @@
 -- per share as traded, in `currency` (major unit). Stored `market_data.price`
 -- is as traded; `adj_close` is rebased onto the newest action known here.
 -- `asset.exchange_timezone` (IANA name from the provider) decides an asset's
--- own "today" for staleness.
+-- own "today" for staleness. `asset.corporate_actions_checked` is the last day
+-- through which a history request asked a provider that reports corporate
+-- actions: the next history request for the asset reaches back at least to it,
+-- so an action on a day only the quote jobs stored is still learned. NULL with
+-- stored rows means never checked (rows of an older release): the next run
+-- refetches the stored span once to restore as-traded prices and one basis.
 
 CREATE TABLE corporate_actions (
     symbol          text        NOT NULL,
@@ -22,3 +27,4 @@ CREATE TABLE corporate_actions (
 );
 
 ALTER TABLE asset ADD COLUMN exchange_timezone text;
+ALTER TABLE asset ADD COLUMN corporate_actions_checked date;

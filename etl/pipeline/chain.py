@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
 from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, QuotaExhaustedError,
                         RetryableError)
-from etl.models import Asset, Bar, Quote
+from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span
 from etl.providers import make_provider, provider_class
@@ -91,11 +91,14 @@ def covered_from(bars: Sequence[Bar], first: date, max_points: int | None) -> da
 
 @dataclass(frozen=True)
 class Served:
-    """What one provider answered for the part of a span it covers: its empty days are real."""
+    """What one provider answered for the part of a span it covers (see `HistoryAnswer`)."""
 
     provider: str
     span: Span
     bars: list[Bar]
+    actions: list[CorporateAction] = field(default_factory=list)
+    answered: tuple[date, date] | None = None
+    listed_from: date | None = None
 
 
 def for_provider(asset: Asset, name: str) -> Asset:
@@ -224,9 +227,11 @@ class ProviderChain:
             first = start if reach is None else max(start, reach)
             try:
                 while last >= first:
-                    bars = self.provider(name).history(for_provider(asset, name), first, last)
+                    answer = self.provider(name).history_answer(for_provider(asset, name), first, last)
+                    bars = answer.bars
                     covered = covered_from(bars, first, provider_limits(name).max_points)
-                    parts.append(Served(name, Span(covered, last), bars))
+                    parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
+                                        answer.listed_from))
                     if covered > first:
                         log.info("%s: %s returned its maximum of %d bars, from %s on; asking it for %s..%s",
                                  asset.spec, name, len(bars), covered, first, covered - timedelta(days=1))

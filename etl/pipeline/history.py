@@ -3,9 +3,14 @@
 Fetching runs in a small thread pool (provider sessions are thread-safe and
 share their rate limiter) so a backfill can reach a provider's rate limit
 despite network latency; every database write happens on the calling thread.
-Each asset's rows and ledger entries are committed before the next asset is
-written, so progress survives a crash; the last asset's writes are left for
-`job_run` to commit together with the completion event.
+Each asset's rows, ledger entries and corporate actions (`adjust`) are committed
+before the next asset is written, so progress survives a crash; the last asset's
+writes are left for `job_run` to commit together with the completion event.
+
+Each request for a stock or ETF reaches back at least to the day its corporate
+actions were last checked (`asset.corporate_actions_checked`), so a split on a
+day only the quote jobs stored is still learned; an asset never checked with
+rows stored (an older release's) has its stored span refetched once.
 """
 
 from __future__ import annotations
@@ -17,16 +22,17 @@ from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Sequence
 
 from etl.assets import record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
-from etl.pipeline import store
+from etl.pipeline import adjust, store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
-from etl.pipeline.chain import DeferredError, ProviderChain, daily_limit, provider_limits
-from etl.pipeline.plan import Span, budgets, empty_days, plan_spans
+from etl.pipeline.chain import DeferredError, ProviderChain, Served, daily_limit, provider_limits
+from etl.pipeline.plan import Evidence, Span, budgets, empty_days, plan_spans
 from etl.providers import provider_class
 from etl.utils.db_utils import JobRun
 from etl.utils.log_utils import progress
@@ -52,20 +58,37 @@ class AssetPlan:
     unserved: str | None = None    # when no provider of the chain reaches --start: from which day, and what to do
 
 
+@dataclass(frozen=True)
+class Part:
+    """One provider's answer for part of a span, and its bars fit to load."""
+
+    served: Served
+    validated: Validated
+
+    @property
+    def served_days(self) -> set[date]:
+        """Days the provider returned a bar for, valid or not."""
+        return {bar.date for bar in self.served.bars}
+
+
 @dataclass
 class Fetched:
-    """What the fetch of one asset brought back: per span, the provider and the validated bars."""
+    """What the fetch of one asset brought back, part by part."""
 
     asset: Asset
-    # (span, provider, validated rows, days the provider returned a row for, valid or not)
-    parts: list[tuple[Span, str, Validated, set[date]]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
     error: EtlError | None = None
 
 
 def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: date, end: date, today: date,
-                lookback_days: int, full_refresh: bool) -> list[AssetPlan]:
-    """The spans each asset needs, from what is stored and what the ledger knows. No network."""
+                lookback_days: int, full_refresh: bool, rebase: bool = False) -> list[AssetPlan]:
+    """The spans each asset needs, from what is stored and what the ledger knows. No network.
+
+    With `rebase`, each asset's whole stored span (through today) instead, to learn its
+    corporate actions and restore its prices as traded and its adjusted closes.
+    """
     covered = {} if full_refresh else store.covered_spans(conn, assets, start, end)
+    checked = store.actions_checked(conn, assets)
     firsts = [(asset, (chain.candidates(asset) or [None])[0]) for asset in assets]
     per_day = {name: limit for name in {first for _, first in firsts} - {None}
                if (limit := daily_limit(name, chain.settings))}
@@ -75,14 +98,32 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
         limits = provider_limits(first) if first else None
         per_minute = chain.settings.rate_limit(first, limits.per_minute) if limits else None
         deepest = deepest_history(chain.candidates(asset), asset.asset_type)
-        spans = plan_spans(start, end, covered.get((asset.symbol, asset.asset_type), []), today=today,
+        key = (asset.symbol, asset.asset_type)
+        spans = plan_spans(start, end, covered.get(key, []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
+        if first and asset.asset_type in provider_class(first).reports_actions:
+            spans = reach_back(spans, *checked.get(key, (None, None)), today=today, rebase=rebase)
+        elif rebase:
+            spans = []
         served_from = None if deepest is None else today - timedelta(days=deepest - 1)
         unserved = too_deep(asset, served_from, chain.override) if served_from and served_from > start else None
         if unserved:
             log.warning("%s", unserved)
         plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first), unserved))
     return plans
+
+
+def reach_back(spans: list[Span], checked: date | None, first_stored: date | None, *, today: date,
+               rebase: bool = False) -> list[Span]:
+    """`spans` with the newest one reaching back to the day the asset's corporate actions were last
+    checked, or — never checked — to its first stored day; no span is added for that alone. With
+    `rebase`, the whole stored span through today."""
+    if rebase:
+        return [Span(first_stored, today)] if first_stored else []
+    reach = checked if checked is not None else first_stored
+    if spans and reach is not None and reach < spans[-1].start:
+        return spans[:-1] + [Span(reach, spans[-1].end)]
+    return spans
 
 
 def too_deep(asset: Asset, served_from: date, override: str | None) -> str:
@@ -139,9 +180,7 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
     for span in plan.spans:
         parts, error = chain.history_parts(plan.asset, span.start, span.end, today=today)
         for served in parts:
-            fetched.parts.append((served.span, served.provider,
-                                  validate_bars(served.bars, served.span.start, served.span.end, today),
-                                  {bar.date for bar in served.bars}))
+            fetched.parts.append(Part(served, validate_bars(served.bars, served.span.start, served.span.end, today)))
         if error is not None:
             fetched.error = error
             break
@@ -159,6 +198,8 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
             run.succeeded(plan.asset.symbol, 0)
     run.extra.setdefault("dropped_rows", 0)
     run.extra.setdefault("deferred", [])
+    run.extra.setdefault("corporate_actions", [])
+    run.extra.setdefault("rebased", [])
     if not todo:
         return
     first_write = True
@@ -210,21 +251,23 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
     asset = fetched.asset
     rows = 0
     with run.conn.cursor() as cur:
-        ledger = []
-        for span, provider, validated, served_days in fetched.parts:
-            returned = len(validated.rows) + validated.dropped
+        for part in fetched.parts:
+            validated, provider, span = part.validated, part.served.provider, part.served.span
             if validated.dropped:
                 run.extra["dropped_rows"] += validated.dropped
-                log.info("%s: dropped %d of %d bars from %s for %s (%s)", asset.spec, validated.dropped, returned,
-                         provider, span, dict(validated.reasons))
+                log.info("%s: dropped %d of %d bars from %s for %s (%s)", asset.spec, validated.dropped,
+                         len(validated.rows) + validated.dropped, provider, span, dict(validated.reasons))
+            if part.served.answered is None:
+                log.warning("%s: %s answered %s with no bars at all; no day of it is recorded as having no "
+                            "trading, so the next run asks again", asset.spec, provider, span)
             rows += len(validated.rows)
-            if not run.dry_run:
-                run.rows_upserted += store.upsert_bars(cur, validated.rows, fetched_at)
-                ledger.append((asset, provider, span, returned, validated.dropped,
-                               empty_days(span, served_days - unusable_days(served_days, validated, today=today),
-                                          today=today, lookback_days=lookback_days)))
-        if not run.dry_run:
-            store.record_fetches(cur, ledger)
+        if not run.dry_run and fetched.parts:
+            loaded = adjust.load_asset(cur, asset, [adjust.Answered(p.served.provider, p.validated.rows,
+                                                                    p.served.actions) for p in fetched.parts],
+                                       fetched_at=fetched_at, today=today)
+            run.rows_upserted += loaded.rows
+            _report_actions(run, asset, loaded)
+            store.record_fetches(cur, _ledger(cur, asset, fetched.parts, today=today, lookback_days=lookback_days))
         if fetched.error is None:
             run.succeeded(asset.symbol, rows if run.dry_run else 0)
             if not run.dry_run:
@@ -240,3 +283,34 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             record_asset_errors(cur, {asset: str(error)})
             if isinstance(error, NotFoundError):
                 store.set_cool_off(cur, [asset], COOL_OFF_DAYS)
+
+
+def _ledger(cur, asset: Asset, parts: Sequence[Part], *, today: date, lookback_days: int) -> list[tuple]:
+    """The fetch ledger rows of `parts`, with the days each answer proves had no trading."""
+    around = store.stored_around(cur, asset, [part.served.span for part in parts])
+    entries = []
+    for part, (before, after) in zip(parts, around):
+        served, validated = part.served, part.validated
+        evidence = Evidence(served.answered, before, after, served.listed_from)
+        returned = part.served_days - unusable_days(part.served_days, validated, today=today)
+        entries.append((asset, served.provider, served.span, len(validated.rows) + validated.dropped,
+                        validated.dropped,
+                        empty_days(served.span, returned, today=today, lookback_days=lookback_days, evidence=evidence)))
+    return entries
+
+
+def _report_actions(run: JobRun, asset: Asset, loaded: adjust.Loaded) -> None:
+    """New corporate actions and a rebased asset, for the run's event."""
+    for action in loaded.new_actions:
+        log.info("%s: new %s on %s (%s)", asset.spec, action.kind, action.date,
+                 f"ratio {action.ratio}" if action.kind == "split" else f"{action.amount} {action.currency or ''}")
+        value = ({"ratio": _plain(action.ratio)} if action.kind == "split" else {"amount": _plain(action.amount)})
+        run.extra["corporate_actions"].append({"symbol": asset.symbol, "kind": action.kind,
+                                               "date": action.date.isoformat(), **value})
+    if loaded.rebased:
+        run.extra["rebased"].append(asset.symbol)
+
+
+def _plain(value: Decimal) -> str:
+    """A number as plain text without trailing zeros (0.820 → 0.82, 4 → 4)."""
+    return format(value.normalize(), "f")

@@ -74,18 +74,46 @@ def plan_spans(start: date, end: date, covered: Iterable[Span], *, today: date, 
     return spans
 
 
-def empty_days(span: Span, returned: Iterable[date], *, today: date, lookback_days: int) -> list[date]:
-    """The days of `span` that came back with nothing and are final (older than the look-back window).
+@dataclass(frozen=True)
+class Evidence:
+    """What proves days of a span had no trading, besides the bars that came back.
 
-    Recorded in the fetch ledger so they are never requested again; days inside
-    the window are not recorded, so a late-arriving row is still picked up.
+    `answered`: the first and last day of any bar of the answer (it may run wider
+    than the span); None for an answer without bars. `stored_before` /
+    `stored_after`: whether a row is stored before / after the span. `listed_from`:
+    the first trading day the provider states.
+    """
+
+    answered: tuple[date, date] | None = None
+    stored_before: bool = False
+    stored_after: bool = False
+    listed_from: date | None = None
+
+    def proves_empty(self, day: date) -> bool:
+        if self.listed_from is not None and day < self.listed_from:
+            return True
+        if self.answered is None:
+            return False
+        first, last = self.answered
+        return (first <= day <= last or (day < first and self.stored_before)
+                or (day > last and self.stored_after))
+
+
+def empty_days(span: Span, returned: Iterable[date], *, today: date, lookback_days: int,
+               evidence: Evidence) -> list[date]:
+    """The days of `span` that came back with nothing, are final (older than the look-back window)
+    and that the answer demonstrably covered (`Evidence`).
+
+    Recorded in the fetch ledger so they are never requested again. An empty answer
+    proves nothing alone: its days stay missing, to be asked again. Days inside the
+    window are not recorded, so a late-arriving row is still picked up.
     """
     got = set(returned)
     final_until = recheck_from(today, lookback_days) - ONE_DAY
     day, last = span.start, min(span.end, final_until)
     days = []
     while day <= last:
-        if day not in got:
+        if day not in got and evidence.proves_empty(day):
             days.append(day)
         day += ONE_DAY
     return days

@@ -44,6 +44,14 @@ def _quote_merge() -> dict[str, sql.Composable]:
 
 QUOTE_MERGE = _quote_merge()
 
+# A bar without an adjusted close (its provider gives none) keeps the stored one while the price is
+# unchanged: that one is on the current basis (pipeline.adjust keeps it there); otherwise it is
+# computed again from the price.
+BAR_MERGE = {
+    "adj_close": sql.SQL("coalesce(EXCLUDED.adj_close, CASE WHEN market_data.price = EXCLUDED.price "
+                         "THEN market_data.adj_close END)"),
+}
+
 
 def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
     return [a.symbol for a in assets], [a.asset_type for a in assets]
@@ -146,7 +154,8 @@ def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
     """
     rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume,
              b.currency, b.source, b.as_of or fetched_at) for b in bars)
-    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY, compare_exclude=("as_of",))
+    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY, compare_exclude=("as_of",),
+                       set_expressions=BAR_MERGE)
 
 
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
@@ -193,3 +202,31 @@ def provider_symbols(conn, assets: Sequence[Asset]) -> dict[str, dict[tuple[str,
         for provider, symbol, asset_type, provider_symbol in cur.fetchall():
             known.setdefault(provider, {})[(symbol, asset_type)] = provider_symbol
     return known
+
+
+def actions_checked(conn, assets: Sequence[Asset]) -> dict[tuple[str, str], tuple[date | None, date | None]]:
+    """Per asset: the day its corporate actions were last checked through, and its first stored day."""
+    if not assets:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT a.symbol, a.asset_type, a.corporate_actions_checked,
+                   (SELECT min(m.date) FROM market_data m WHERE m.symbol = a.symbol AND m.asset_type = a.asset_type)
+              FROM asset a
+             WHERE (a.symbol, a.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+        return {(symbol, asset_type): (checked, first) for symbol, asset_type, checked, first in cur.fetchall()}
+
+
+def stored_around(cur, asset: Asset, spans: Sequence[Span]) -> list[tuple[bool, bool]]:
+    """For each span, whether `asset` has a row stored before it and one after it."""
+    if not spans:
+        return []
+    cur.execute("""
+        SELECT EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = %(symbol)s AND m.asset_type = %(type)s
+                          AND m.date < s.first),
+               EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = %(symbol)s AND m.asset_type = %(type)s
+                          AND m.date > s.last)
+          FROM unnest(%(firsts)s::date[], %(lasts)s::date[]) WITH ORDINALITY AS s(first, last, n)
+         ORDER BY s.n""", {"symbol": asset.symbol, "type": asset.asset_type,
+                           "firsts": [span.start for span in spans], "lasts": [span.end for span in spans]})
+    return [(before, after) for before, after in cur.fetchall()]

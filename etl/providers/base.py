@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import ClassVar, Sequence
 
-from etl.models import Asset, Bar, Quote
+from etl.models import AS_TRADED, Asset, Bar, HistoryAnswer, PriceBasis, Quote
 from etl.utils.fetch_utils import ProviderSession
 
 
@@ -50,6 +50,12 @@ class Provider:
     limits: ClassVar[Limits]                     # its plan's limits, history depth included
     key_variable: ClassVar[str | None] = None    # the setting holding its API key, if it takes one
     needs_key: ClassVar[bool] = False            # whether it cannot work without that key
+    # What the daily prices of history() are adjusted for (the pipeline turns them back into prices
+    # as traded), whether its bars carry an adjusted close, and the asset types whose splits and
+    # dividends history_answer() reports through today.
+    price_basis: ClassVar[PriceBasis] = AS_TRADED
+    gives_adj_close: ClassVar[bool] = False
+    reports_actions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         self.session = session
@@ -77,6 +83,11 @@ class Provider:
         """Daily bars for `asset` from `start` to `end` inclusive, as the API gave them
         (validation happens later). Raises the typed errors of `etl.errors`."""
         raise NotImplementedError
+
+    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+        """history() with what else the answer proves: the days it spans, the corporate actions it
+        reports, the first trading day it states. Providers that report more override this."""
+        return HistoryAnswer.of(self.history(asset, start, end))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         """Current quotes for up to `limits.max_batch` assets in as few requests as possible."""

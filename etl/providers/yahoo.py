@@ -16,7 +16,15 @@ status (404 for an unknown symbol) or inside a 200 as `chart.error` /
 A window entirely before an asset's first trading day is answered with HTTP 400
 and `chart.error` {"code": "Bad Request", "description": "Data doesn't exist for
 startDate = …, endDate = …"}. That is an answer, not a failure: the history of
-that span is empty, so the pipeline records its days and does not ask again.
+that span is empty (and proves nothing: the next run asks again). The first
+trading day Yahoo states is `meta.firstTradeDate` (unix seconds).
+
+Prices are split-adjusted as of the day fetched, `adjclose` also for dividends.
+`result.events` holds `splits` {"<unix>": {date, numerator, denominator,
+splitRatio}} and `dividends` {"<unix>": {date, amount}} (amounts split-adjusted,
+in the price's unit). The window runs through today, so every later split is
+reported (still one request), and opens LEAD_DAYS early so that holidays at its
+edges lie between two bars of the answer.
 
 Yahoo publishes no rate limit for these endpoints; 60 requests a minute is our
 own, polite ceiling.
@@ -32,7 +40,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
-from etl.models import Asset, Bar, Quote
+from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer, Quote
 from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
 from etl.utils.fetch_utils import ProviderSession, get_json
 from etl.validate import to_decimal, to_major_unit
@@ -43,6 +51,8 @@ NAME = "yahoo"
 SPARK_MAX_SYMBOLS = 20
 PERCENT_PLACES = Decimal("0.000001")
 NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
+# The chart window opens this many days before the first day asked (see the module docstring).
+LEAD_DAYS = 7
 
 # Exchange suffixes Yahoo appends to listings outside the US (VOD.L, 7203.T, SAP.DE …).
 # A dotted symbol whose suffix is not one of these is a share class (BRK.B), which Yahoo
@@ -139,15 +149,21 @@ def chart_path(symbol: str) -> str:
     return f"/v8/finance/chart/{quote(symbol, safe='')}"
 
 
-def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: date, end: date) -> dict:
-    """The chart payload for `symbol` covering `start`..`end` in any exchange's time zone.
+def chart_window(start: date, end: date, today: date) -> tuple[int, int]:
+    """period1 and period2 of a chart request for `start`..`end`: from LEAD_DAYS before `start`
+    through today (so the answer reports every later split), widened by a day on each side
+    because sessions start up to 14 hours either side of UTC midnight."""
+    return unix_seconds(start - timedelta(days=LEAD_DAYS + 1)), unix_seconds(max(end, today) + timedelta(days=2))
 
-    Sessions start up to 14 hours either side of UTC midnight, so the window is
-    widened by a day on each side; `history()` keeps only the requested dates.
-    """
+
+def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: date, end: date,
+                  today: date | None = None) -> dict:
+    """The chart payload for `symbol` covering `start`..`end` and through `today` (default: UTC today),
+    with dividends and splits; `history()` keeps only the requested dates."""
+    period1, period2 = chart_window(start, end, today or datetime.now(timezone.utc).date())
     params = {
-        "period1": unix_seconds(start - timedelta(days=1)),
-        "period2": unix_seconds(end + timedelta(days=2)),
+        "period1": period1,
+        "period2": period2,
         "interval": "1d",
         "events": "div,split",
         "includeAdjustedClose": "true",
@@ -209,6 +225,54 @@ def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
             source=NAME,
         ))
     return bars
+
+
+def parse_actions(payload: Any, asset: Asset) -> list[CorporateAction]:
+    """The splits and dividends in a chart payload's `events`, dated in the exchange's time zone.
+
+    Dividend amounts are as Yahoo gives them (split-adjusted), converted to the major
+    currency unit like prices; a split without a usable ratio is left out.
+    """
+    result = chart_result(payload, asset.spec)
+    if result is None:
+        return []
+    meta = result.get("meta") or {}
+    raw_currency = meta.get("currency")
+    zone = exchange_zone(meta)
+    events = result.get("events") or {}
+    actions = []
+    for event in (events.get("splits") or {}).values():
+        ratio = split_ratio(event)
+        if ratio is not None and event.get("date") is not None:
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, trading_date(event["date"], zone),
+                                           "split", NAME, ratio=ratio))
+    for event in (events.get("dividends") or {}).values():
+        amount, currency = to_major_unit(to_decimal(event.get("amount")), raw_currency)
+        if amount is not None and amount.is_finite() and amount > 0 and event.get("date") is not None:
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, trading_date(event["date"], zone),
+                                           "dividend", NAME, amount=amount, currency=currency))
+    return actions
+
+
+def split_ratio(event: dict) -> Decimal | None:
+    """Shares after per share before: numerator / denominator (4 for "4:1", 0.1 for "1:10")."""
+    numerator, denominator = to_decimal(event.get("numerator")), to_decimal(event.get("denominator"))
+    if numerator is None or denominator is None:
+        before, _, after = str(event.get("splitRatio") or "").partition(":")
+        numerator, denominator = to_decimal(before), to_decimal(after)
+    if numerator is None or denominator is None or not (numerator > 0 and denominator > 0):
+        return None
+    return numerator / denominator
+
+
+def first_trade_date(payload: Any) -> date | None:
+    """The first trading day Yahoo states for the symbol (`meta.firstTradeDate`), if any."""
+    result = chart_result(payload, "")
+    meta = (result or {}).get("meta") or {}
+    stamp = meta.get("firstTradeDate")
+    if not isinstance(stamp, (int, Decimal)) or isinstance(stamp, bool):
+        return None
+    return trading_date(int(stamp), exchange_zone(meta))
 
 
 # ---- quotes ----
@@ -294,18 +358,27 @@ class YahooProvider(Provider):
     default_base_url = "https://query1.finance.yahoo.com"
     asset_types = frozenset({"STOCK", "ETF", "INDEX", "FOREX", "CRYPTO"})
     limits = Limits(per_minute=60, max_batch=SPARK_MAX_SYMBOLS)
+    price_basis = SPLIT_ADJUSTED
+    gives_adj_close = True
+    reports_actions = frozenset({"STOCK", "ETF"})
 
     def map_symbol(self, asset: Asset) -> str:
         return to_yahoo_symbol(asset)
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        return self.history_answer(asset, start, end).bars
+
+    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
         payload = fetch_history(self.session, self.base_url, symbol, start, end)
         if chart_result(payload, chart_path(symbol)) is None:
             log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
-            return []
+            return HistoryAnswer([])
         bars = parse_history(payload, asset, where=chart_path(symbol))
-        return [bar for bar in bars if start <= bar.date <= end]
+        days = [bar.date for bar in bars]
+        return HistoryAnswer([bar for bar in bars if start <= bar.date <= end], parse_actions(payload, asset),
+                             answered=(min(days), max(days)) if days else None,
+                             listed_from=first_trade_date(payload))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()

@@ -7,6 +7,15 @@ symbol's listing day, stamped 14:30 UTC (the New York open), with the
 arrays Yahoo sends. Spark (`/v7/finance/spark?symbols=A,B&range=1d&interval=1d`):
 `spark.result[i].response[0]` with the quote in `meta`. Unknown symbols get
 Yahoo's 404 body. Prices are deterministic, so tests can compare to the cent.
+
+Corporate actions: `splits[symbol]` [(ex-date, numerator, denominator)] and
+`dividends[symbol]` [(ex-date, amount as traded)]. As Yahoo does, the chart then
+serves prices and volume split-adjusted by every split configured (as if all had
+already happened), `adjclose` also adjusted for the dividends (1 − amount / the
+previous close), and `events.splits` / `events.dividends` for the window (amounts
+split-adjusted). A symbol with no actions keeps the plain `adjusted_close`.
+`meta.firstTradeDate` is the listing day when one is set. `empty_answers[symbol]`
+answers that many chart requests with a result holding no bar at all.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import unquote
 
+from etl.providers.yahoo import LEAD_DAYS
 from support.fake_api import FakeApi, Request, Response
 
 OPEN_UTC = time(14, 30)
@@ -53,6 +63,10 @@ class YahooServer:
         self.quote_bump = Decimal(0)                            # added to every quote price
         self.names: dict[str, str] = {}
         self.without_day_low: set[str] = set()                  # symbols whose quote omits regularMarketDayLow
+        self.closes: dict[tuple[str, date], Decimal] = {}       # as-traded closes other than close_price
+        self.splits: dict[str, list[tuple[date, int, int]]] = {}
+        self.dividends: dict[str, list[tuple[date, Decimal]]] = {}
+        self.empty_answers: dict[str, int] = {}
         api.route(re.compile(r"/v8/finance/chart/(.+)"), self._chart)
         api.route("/v7/finance/spark", self._spark)
 
@@ -76,9 +90,34 @@ class YahooServer:
 
     def requested_days(self, symbol: str) -> list[tuple[date, date]]:
         """The (first, last) day each chart request for `symbol` asked for, as the provider
-        meant it (it widens the window by a day before and two after)."""
-        return [(_day(r.query["period1"]) + timedelta(days=1), _day(r.query["period2"]) - timedelta(days=2))
+        meant it (it opens the window LEAD_DAYS and a day early, and closes it two days late;
+        the last day is today or later, as every request runs through today)."""
+        return [(_day(r.query["period1"]) + timedelta(days=LEAD_DAYS + 1), _day(r.query["period2"]) - timedelta(days=2))
                 for r in self.chart_requests(symbol)]
+
+    def raw_close(self, symbol: str, day: date) -> Decimal:
+        """The close as traded on `day`."""
+        return self.closes.get((symbol, day), close_price(symbol, day))
+
+    def split_factor(self, symbol: str, day: date) -> Decimal:
+        """The product of the ratios of the splits after `day`: what Yahoo divides that day's prices by."""
+        factor = Decimal(1)
+        for ex_date, numerator, denominator in self.splits.get(symbol, []):
+            if ex_date > day:
+                factor *= Decimal(numerator) / Decimal(denominator)
+        return factor
+
+    def served_adjclose(self, symbol: str, day: date) -> Decimal:
+        """Yahoo's adjclose of `day`: the split-adjusted close times 1 − amount / previous close of every
+        later dividend (both as traded); the plain `adjusted_close` for a symbol without actions."""
+        if symbol not in self.splits and symbol not in self.dividends:
+            return adjusted_close(symbol, day)
+        value = self.raw_close(symbol, day) / self.split_factor(symbol, day)
+        for ex_date, amount in self.dividends.get(symbol, []):
+            if ex_date > day:
+                before = max(d for d in self.trading_days(symbol, ex_date - timedelta(days=10), ex_date) if d < ex_date)
+                value *= 1 - amount / self.raw_close(symbol, before)
+        return value
 
     def spark_requests(self) -> list[Request]:
         return self.api.requests_to("/v7/finance/spark")
@@ -98,28 +137,55 @@ class YahooServer:
             return Response(status=404, body=NOT_FOUND)
         first, end = _day(request.query["period1"]), _day(request.query["period2"])
         days = self.trading_days(symbol, first, end - timedelta(days=1))
+        if self.empty_answers.get(symbol):
+            self.empty_answers[symbol] -= 1
+            days = []
         stamps = [int(datetime.combine(d, OPEN_UTC, timezone.utc).timestamp()) for d in days]
-        closes = [close_price(symbol, d) for d in days]
+        factors = [self.split_factor(symbol, d) for d in days]
+        closes = [self.raw_close(symbol, d) for d in days]
         quote = {
-            "open": [_num(c - 1) for c in closes],
-            "high": [_num(c - 5 if (symbol, d) in self.broken else c + 2) for c, d in zip(closes, days)],
-            "low": [_num(c - 6 if (symbol, d) in self.broken else c - 2) for c, d in zip(closes, days)],
-            "close": [_num(c) for c in closes],
-            "volume": [1_000_000 + d.toordinal() % 1000 for d in days],
+            "open": [_num((c - 1) / f) for c, f in zip(closes, factors)],
+            "high": [_num((c - 5 if (symbol, d) in self.broken else c + 2) / f) for c, f, d in zip(closes, factors, days)],
+            "low": [_num((c - 6 if (symbol, d) in self.broken else c - 2) / f) for c, f, d in zip(closes, factors, days)],
+            "close": [_num(c / f) for c, f in zip(closes, factors)],
+            "volume": [int((1_000_000 + d.toordinal() % 1000) * f) for d, f in zip(days, factors)],
         }
         result = {
             "meta": self._meta(symbol, closes[-1] if closes else close_price(symbol, end)),
-            "indicators": {"quote": [quote], "adjclose": [{"adjclose": [_num(adjusted_close(symbol, d)) for d in days]}]},
+            "indicators": {"quote": [quote] if days else [{}],
+                           "adjclose": [{"adjclose": [_num(self.served_adjclose(symbol, d)) for d in days]} if days else {}]},
         }
         if days:
             result["timestamp"] = stamps
+        events = self._events(symbol, first, end)
+        if events:
+            result["events"] = events
         return Response(body={"chart": {"result": [result], "error": None}})
+
+    def _events(self, symbol: str, first: date, end: date) -> dict:
+        """Yahoo's `events` for the window: keyed by the unix time of the ex-date's session open."""
+        def stamp(day: date) -> int:
+            return int(datetime.combine(day, OPEN_UTC, timezone.utc).timestamp())
+
+        events: dict = {}
+        for day, numerator, denominator in self.splits.get(symbol, []):
+            if first <= day < end:
+                events.setdefault("splits", {})[str(stamp(day))] = {
+                    "date": stamp(day), "numerator": numerator, "denominator": denominator,
+                    "splitRatio": f"{numerator}:{denominator}"}
+        for day, amount in self.dividends.get(symbol, []):
+            if first <= day < end:
+                events.setdefault("dividends", {})[str(stamp(day))] = {
+                    "amount": _num(amount / self.split_factor(symbol, day)), "date": stamp(day)}
+        return events
 
     def _meta(self, symbol: str, price: Decimal) -> dict:
         stamp = self.quote_time or datetime.now(timezone.utc)
         meta = {
             "currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS",
-            "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY", "firstTradeDate": 345479400,
+            "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY",
+            "firstTradeDate": (int(datetime.combine(self.listed[symbol], OPEN_UTC, timezone.utc).timestamp())
+                               if symbol in self.listed else 345479400),
             "regularMarketTime": int(stamp.timestamp()), "hasPrePostMarketData": True, "gmtoffset": -18000,
             "timezone": "EST", "exchangeTimezoneName": "America/New_York", "regularMarketPrice": _num(price),
             "regularMarketDayHigh": _num(price + 1), "regularMarketDayLow": _num(price - 1),
