@@ -61,12 +61,12 @@ def test_stock_history_equals_the_served_strings_to_the_last_digit(fake_api):
         assert (bar.symbol, bar.asset_type, bar.currency, bar.source) == ("AAPL", "STOCK", "USD", "twelvedata")
 
 
-def test_history_asks_for_daily_bars_over_the_range_with_the_key(fake_api):
+def test_history_asks_for_daily_bars_as_traded_over_the_range_with_the_key(fake_api):
     serve_series(fake_api, "time_series_aapl.json")
     provider(fake_api).history(AAPL, date(2024, 5, 6), date(2024, 5, 10))
     [request] = fake_api.requests_to("/time_series")
     assert request.query == {"symbol": "AAPL", "interval": "1day", "start_date": "2024-05-06",
-                             "end_date": "2024-05-11", "outputsize": "5000", "apikey": KEY}
+                             "end_date": "2024-05-11", "outputsize": "5000", "adjust": "none", "apikey": KEY}
 
 
 def test_history_keeps_the_end_inclusive_and_leaves_out_the_day_after(fake_api):

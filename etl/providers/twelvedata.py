@@ -4,6 +4,10 @@ Needs TWELVE_DATA_API_KEY, sent as the documented `apikey` query parameter
 (fetch_utils removes it from every message). Numbers arrive as JSON strings
 and are parsed with `to_decimal`, never through float.
 
+History is asked with `adjust=none`: /time_series adjusts for splits by
+default, and the prices stored are as traded. It has no adjusted close (the
+pipeline computes one from the stored corporate actions).
+
 Limits are those of the free "Basic" plan: 8 API credits a minute and 800 a
 day, one credit per symbol, so a batched /quote of 8 symbols spends a whole
 minute's credits. /time_series returns at most 5000 points a request, the
@@ -45,7 +49,7 @@ def fetch_time_series(session: ProviderSession, base_url: str, api_key: str | No
                       start: date, end_exclusive: date) -> Any:
     """The /time_series payload of daily bars for `symbol` from `start` up to `end_exclusive`."""
     params = {"symbol": symbol, "interval": "1day", "start_date": start.isoformat(),
-              "end_date": end_exclusive.isoformat(), "outputsize": MAX_POINTS, "apikey": api_key}
+              "end_date": end_exclusive.isoformat(), "outputsize": MAX_POINTS, "adjust": "none", "apikey": api_key}
     return _get_json(session, f"{base_url}/time_series", params, api_key)
 
 
