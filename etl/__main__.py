@@ -1,12 +1,7 @@
 """financial-tracker-etl: keep a PostgreSQL database of market data and transactions current.
 
-Jobs (each has its own --help):
-  fetch_historical_market_data   daily bars, filling only the missing date ranges
-  fetch_market_data              live quotes for stocks, ETFs, crypto and forex
-  fetch_market_index_data        live quotes for market indices
-  generate_mock_transactions     realistic accounts, transactions and holdings
-
-Settings come from the environment and ./.env (see .env.example).
+Each command has its own --help. Settings come from the environment and ./.env
+(see .env.example).
 """
 
 from __future__ import annotations
@@ -14,47 +9,46 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from dataclasses import dataclass
 
-from etl.cli import EXIT_CODES_HELP, asset_list, run_cli
+from etl.cli import CommandParser, asset_list, parse_or_exit, run_cli, usage_error
 from etl.config import PROVIDER_NAMES, Settings
+from etl.registry import JOBS
 from etl.utils import db_utils, kafka_utils
 
-JOBS = {
-    "fetch_historical_market_data": "etl.jobs.fetch_historical_market_data.fetch_historical_market_data",
-    "fetch_market_data": "etl.jobs.fetch_market_data.fetch_market_data",
-    "fetch_market_index_data": "etl.jobs.fetch_market_index_data.fetch_market_index_data",
-    "generate_mock_transactions": "etl.jobs.generate_mock_transactions",
-}
 
-# Subcommands contributed by other modules: name -> "module:function(argv) -> int".
-EXTRA_COMMANDS = {
-    "holdings": "etl.holdings_cli:main",
-    "worker": "etl.worker:main",
-}
+@dataclass(frozen=True)
+class Command:
+    target: str   # "module:function", function(argv) -> exit code
+    summary: str
 
 
-COMMAND_SUMMARIES = {
-    "fetch_historical_market_data": "job: daily bars, only the missing ranges",
-    "fetch_market_data": "job: live quotes (stocks, ETFs, crypto, forex)",
-    "fetch_market_index_data": "job: live index quotes",
-    "generate_mock_transactions": "job: mock accounts, transactions, holdings",
-    "holdings": "rebuild holdings from transactions",
-    "worker": "run jobs requested on Kafka",
+# Commands with a module of their own (the jobs come from etl.registry).
+COMMANDS = {
+    "holdings": Command("etl.holdings_cli:main", "rebuild holdings from transactions"),
+    "worker": Command("etl.worker:main", "run jobs requested on Kafka"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etl", description=__doc__, epilog=EXIT_CODES_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="etl", description=__doc__,
+                           examples=("etl assets add AAPL:STOCK BTC:CRYPTO", "etl fetch_historical_market_data",
+                                     "etl runs --limit 5"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in [*JOBS, *EXTRA_COMMANDS]:
-        commands.add_parser(name, help=COMMAND_SUMMARIES[name], add_help=False)
+    for name, job in JOBS.items():
+        commands.add_parser(name, help=f"job: {job.summary}", add_help=False)
+    for name, command in COMMANDS.items():
+        commands.add_parser(name, help=command.summary, add_help=False)
 
-    commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("migrate", help="apply pending database migrations", description="Apply pending migrations.")
 
-    assets = commands.add_parser("assets", help="register, list or deactivate tracked assets")
+    assets = commands.add_parser("assets", help="register, list or deactivate tracked assets",
+                                 description="Register, list or deactivate tracked assets.",
+                                 examples=("etl assets add AAPL:STOCK EUR/USD:FOREX", "etl assets list"))
     asset_commands = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
-    add = asset_commands.add_parser("add", help="track assets (or reactivate them)")
+    add = asset_commands.add_parser("add", help="track assets (or reactivate them)",
+                                    examples=("etl assets add AAPL:STOCK VOO:ETF BTC:CRYPTO",
+                                              "etl assets add BTC:CRYPTO --provider coingecko --provider-symbol bitcoin"))
     add.add_argument("assets", nargs="+", type=asset_list, metavar="SYMBOL:TYPE",
                      help="e.g. AAPL:STOCK VOO:ETF BTC:CRYPTO EUR/USD:FOREX ^GSPC:INDEX")
     add.add_argument("--name", help="display name (one asset only)")
@@ -64,11 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     remove = asset_commands.add_parser("remove", help="deactivate assets (their data stays)")
     remove.add_argument("assets", nargs="+", type=asset_list, metavar="SYMBOL:TYPE")
 
-    outbox = commands.add_parser("outbox", help="publish the events waiting in etl_outbox")
+    outbox = commands.add_parser("outbox", help="publish the events waiting in etl_outbox",
+                                 description="Publish the events waiting in etl_outbox.")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
-    outbox_commands.add_parser("flush", help="send pending events to Kafka now")
+    outbox_commands.add_parser("flush", help="send pending events to Kafka now",
+                               description="Send pending events to Kafka now (exit 1 if some could not be sent).")
 
-    runs = commands.add_parser("runs", help="show recent job runs")
+    runs = commands.add_parser("runs", help="show recent job runs", description="Show recent job runs.",
+                               examples=("etl runs", "etl runs --job fetch_market_data --limit 5"))
     runs.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
     runs.add_argument("--job", choices=list(JOBS), help="only this job")
     return parser
@@ -77,22 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in JOBS:
-        return importlib.import_module(JOBS[argv[0]]).main(argv[1:])
-    if argv and argv[0] in EXTRA_COMMANDS:
-        module, function = EXTRA_COMMANDS[argv[0]].split(":")
+        return JOBS[argv[0]].load().main(argv[1:])
+    if argv and argv[0] in COMMANDS:
+        module, function = COMMANDS[argv[0]].target.split(":")
         return getattr(importlib.import_module(module), function)(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_or_exit(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2
     if args.command == "assets" and args.assets_command == "add":
         flat = [a for group in args.assets for a in group]
         if len(flat) > 1 and (args.name or args.provider_symbol):
-            parser.error("--name and --provider-symbol apply to one asset at a time")
+            usage_error(parser, "--name and --provider-symbol apply to one asset at a time")
         if args.provider_symbol and not args.provider:
-            parser.error("--provider-symbol needs --provider: the symbol is that provider's own name for the asset")
-    return run_cli("etl", lambda settings: COMMANDS[args.command](args, settings))
+            usage_error(parser, "--provider-symbol needs --provider: the symbol is that provider's own name "
+                                 "for the asset")
+    return run_cli("etl", lambda settings: BUILT_IN[args.command](args, settings))
 
 
 def _positive_int(text: str) -> int:
@@ -102,11 +100,8 @@ def _positive_int(text: str) -> int:
 
 
 def _migrate(args, settings: Settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
+    with db_utils.database(settings, migrated=False) as conn:
         applied = db_utils.migrate(conn, settings.db_schema)
-    finally:
-        conn.close()
     where = db_utils.describe_target(settings)
     print(f"schema {settings.db_schema} in {where}: "
           + (f"applied {', '.join(applied)}" if applied else "up to date"))
@@ -118,9 +113,7 @@ def _assets(args, settings: Settings) -> int:
 
     from etl import assets as asset_sql
 
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         with conn.cursor() as cur:
             if args.assets_command == "add":
                 chosen = [replace(a, name=args.name, provider=args.provider, provider_symbol=args.provider_symbol)
@@ -138,18 +131,12 @@ def _assets(args, settings: Settings) -> int:
                             "CASE WHEN active THEN 'yes' ELSE 'no' END, coalesce(last_error, '') "
                             "FROM asset ORDER BY asset_type, symbol")
                 _print_table(("symbol", "type", "name", "provider", "active", "last error"), cur.fetchall())
-    finally:
-        conn.close()
     return 0
 
 
 def _outbox(args, settings: Settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         published, pending = kafka_utils.flush_outbox(conn, settings)
-    finally:
-        conn.close()
     print(f"published {published} event(s); {pending} pending")
     if pending and not settings.kafka_bootstrap_servers:
         # Events waiting in the outbox is the documented state without a broker, not a failure.
@@ -160,9 +147,7 @@ def _outbox(args, settings: Settings) -> int:
 
 
 def _runs(args, settings: Settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         with conn.cursor() as cur:
             cur.execute("""
                 SELECT run_id, job, status, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZH'),
@@ -174,8 +159,6 @@ def _runs(args, settings: Settings) -> int:
                  LIMIT %(limit)s""", {"job": args.job, "limit": args.limit})
             _print_table(("run", "job", "status", "started", "seconds", "rows", "ok", "failed", "error"),
                          cur.fetchall())
-    finally:
-        conn.close()
     return 0
 
 
@@ -186,7 +169,7 @@ def _print_table(header: tuple[str, ...], rows: list[tuple]) -> None:
         print("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
 
 
-COMMANDS = {"migrate": _migrate, "assets": _assets, "outbox": _outbox, "runs": _runs}
+BUILT_IN = {"migrate": _migrate, "assets": _assets, "outbox": _outbox, "runs": _runs}
 
 
 if __name__ == "__main__":

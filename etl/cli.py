@@ -1,31 +1,55 @@
-"""Shared command-line pieces: the common job options and the error-to-exit-code edge."""
+"""Shared command-line pieces: parsers with each command's own help, and the error-to-exit-code edge."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import textwrap
 from datetime import date
-from typing import Callable
+from typing import Callable, Iterable
 
 import psycopg2
 
+from etl import stopping
 from etl.config import PROVIDER_NAMES, Settings
-from etl.errors import EXIT_FAILED, EXIT_USAGE, EtlError
+from etl.errors import EXIT_CODE_MEANINGS, EXIT_FAILED, EXIT_USAGE, EtlError, Interrupted, UsageError
 from etl.models import Asset, parse_asset_list
+from etl.registry import Job
+from etl.runs import RunResult
 from etl.utils.log_utils import redact, setup_logging
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES_HELP = textwrap.dedent("""\
-    exit codes:
-      0   every asset done
-      1   the job could not run (database unreachable, bad credentials …); nothing half-written
-      2   bad arguments or configuration; one line says which
-      3   partial: some assets failed (or the run stopped part-way), the rest were loaded; the failures are listed
-      75  another run of the same job holds the lock; nothing done
-    """)
+
+COMMAND_EXIT_MEANINGS = {
+    0: "done",
+    1: "could not be done (database unreachable …); one line says why",
+    2: "bad arguments or configuration; one line says which",
+}
+
+
+def help_epilog(exit_codes: Iterable[int], examples: Iterable[str] = (), *, job: bool = False) -> str:
+    """The end of a command's --help: the exit codes it can return (a job's, or a command's), then examples."""
+    meanings = EXIT_CODE_MEANINGS if job else COMMAND_EXIT_MEANINGS
+    lines = ["exit codes:"] + [f"  {code:<3} {meanings[code]}" for code in exit_codes]
+    examples = list(examples)
+    if examples:
+        lines += ["", "examples:"] + [f"  {example}" for example in examples]
+    return "\n".join(lines) + "\n"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are `UsageError`s, so the worker can check a request with the
+    job's own parser; at the command line `main_of` prints them as argparse would (usage, one line, exit 2)."""
+
+    def __init__(self, *args, exit_codes: Iterable[int] = (0, 1, 2), examples: Iterable[str] = (),
+                 job: bool = False, **kwargs):
+        kwargs.setdefault("epilog", help_epilog(exit_codes, examples, job=job))
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def iso_date(text: str) -> date:
@@ -42,18 +66,19 @@ def asset_list(text: str) -> list[Asset]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def job_parser(prog: str, doc: str | None, *, date_range: bool = True, symbols: bool = True,
-               provider: bool = True,
-               dry_run_help: str = "fetch and validate, write nothing") -> argparse.ArgumentParser:
-    """A parser with the common options of DESIGN.md; the job's docstring is its description."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, epilog=EXIT_CODES_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def job_parser(job: Job, doc: str | None, *, date_range: bool = True, symbols: bool = True,
+               provider: bool = True, start_default: str = "",
+               dry_run_help: str = "fetch and validate, write nothing") -> CommandParser:
+    """A job's parser with the common options of DESIGN.md; the job's docstring is its description."""
+    parser = CommandParser(prog=job.name, description=doc, exit_codes=job.exit_codes, examples=job.examples,
+                           job=True)
     if symbols:
         parser.add_argument("--symbols", type=asset_list, metavar="A:TYPE,B:TYPE",
                             help="assets to process, e.g. AAPL:STOCK,BTC:CRYPTO,EUR/USD:FOREX "
                                  "(default: the active assets in the asset table)")
     if date_range:
-        parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD", help="first day of the range")
+        parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD",
+                            help=f"first day of the range (default: {start_default or 'none'})")
         parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD", help="last day of the range (default: today)")
     if provider:
         parser.add_argument("--provider", choices=PROVIDER_NAMES,
@@ -62,10 +87,33 @@ def job_parser(prog: str, doc: str | None, *, date_range: bool = True, symbols: 
     return parser
 
 
-def run_cli(prog: str, body: Callable[[Settings], int]) -> int:
-    """Read settings, set up logging, run `body`, and turn failures into one line and an exit code.
+def usage_error(parser: argparse.ArgumentParser, message: str):
+    """Print usage and `message` as argparse does, and exit 2."""
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
 
-    A traceback is shown only with LOG_LEVEL=DEBUG.
+
+def parse_or_exit(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse a command line; on a usage error print usage and one line, and exit 2 as argparse does."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        usage_error(parser, str(exc).removeprefix(f"{parser.prog}: "))
+
+
+def job_main(job: Job, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, Settings], RunResult],
+             argv: list[str] | None) -> int:
+    """A job's `main`: parse, stop cooperatively on SIGINT/SIGTERM, run, print the outcome, return its exit code."""
+    options = parse_or_exit(parser, argv)
+    stopping.install_handlers()
+    return run_cli(job.name, lambda settings: run(options, settings))
+
+
+def run_cli(prog: str, body: Callable[[Settings], int | RunResult]) -> int:
+    """Read settings, set up logging, run `body`, print its outcome and return the exit code.
+
+    Failures become one line on stderr; a traceback is shown only with LOG_LEVEL=DEBUG.
     """
     try:
         settings = Settings.from_env()
@@ -73,29 +121,36 @@ def run_cli(prog: str, body: Callable[[Settings], int]) -> int:
         print(f"{prog}: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     setup_logging(settings.log_level, settings.log_format, settings.secrets())
+    outcome = guarded(prog, lambda: body(settings), debug=settings.log_level == "DEBUG")
+    if not isinstance(outcome, RunResult):
+        return outcome
+    if outcome.failed_to_run:
+        print(f"{prog}: {outcome.message}", file=sys.stderr)
+    else:
+        print(outcome.message)
+    return outcome.exit_code
+
+
+def guarded(job: str, body: Callable[[], int | RunResult], *, debug: bool = False) -> int | RunResult:
+    """Run `body`; turn whatever it raises into a `RunResult` carrying one clear line and the exit code."""
     try:
-        return body(settings)
+        return body()
+    except Interrupted as exc:
+        return _failure(job, exc.exit_code, f"{exc}; what was committed stays (see `etl runs`)")
+    except KeyboardInterrupt:
+        return _failure(job, 130, "interrupted")
     except EtlError as exc:
-        _report(prog, settings, str(exc), exc)
-        return exc.exit_code
+        return _failure(job, exc.exit_code, str(exc), exc if debug else None)
     except psycopg2.Error as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        _report(prog, settings, f"database error: {first_line} — the run's uncommitted writes were "
-                                "rolled back; check the database and run again", exc)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return _failure(job, EXIT_FAILED, f"database error: {first_line} — the run's uncommitted writes were "
+                                          "rolled back; check the database and run again", exc if debug else None)
     except Exception as exc:  # the last line of defence: one line, not a traceback
-        _report(prog, settings, f"unexpected {type(exc).__name__}: {exc} — rerun with LOG_LEVEL=DEBUG "
-                                "for the traceback and report it", exc)
-        return EXIT_FAILED
+        return _failure(job, EXIT_FAILED, f"unexpected {type(exc).__name__}: {exc} — rerun with LOG_LEVEL=DEBUG "
+                                          "for the traceback and report it", exc if debug else None)
 
 
-def _report(prog: str, settings: Settings, message: str, exc: BaseException) -> None:
-    if settings.log_level == "DEBUG":
+def _failure(job: str, exit_code: int, message: str, exc: BaseException | None = None) -> RunResult:
+    if exc is not None:
         log.debug("traceback", exc_info=exc)
-    print(f"{prog}: {redact(message)}", file=sys.stderr)
-
-
-__all__ = ["EXIT_USAGE", "asset_list", "iso_date", "job_parser", "run_cli"]
+    return RunResult(job, exit_code, redact(message), status="failed", failed_to_run=True)

@@ -9,6 +9,18 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 75
+EXIT_INTERRUPTED = 130   # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143    # SIGTERM (docker stop, the worker's shutdown)
+
+EXIT_CODE_MEANINGS = {
+    EXIT_OK: "every asset done",
+    EXIT_FAILED: "the job could not run (database unreachable, bad credentials …); nothing half-written",
+    EXIT_USAGE: "bad arguments or configuration; one line says which",
+    EXIT_PARTIAL: "partial: some assets failed, the rest were loaded; the failures are listed",
+    EXIT_LOCKED: "another run of the same job holds the lock; nothing done",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT): what was committed stays and is announced",
+    EXIT_TERMINATED: "stopped by SIGTERM: what was committed stays and is announced",
+}
 
 
 class EtlError(Exception):
@@ -65,3 +77,20 @@ class LockHeldError(EtlError):
     """Another run of the same job holds its lock: nothing was done."""
 
     exit_code = EXIT_LOCKED
+
+
+class StoppedPartwayError(EtlError):
+    """A run stopped by an error after it had committed some assets: those are loaded and announced."""
+
+    exit_code = EXIT_PARTIAL
+
+
+class Interrupted(BaseException):
+    """A signal asked the run to stop; raised at the job's next safe point (never from a signal handler).
+
+    A BaseException, so no per-asset error handling mistakes it for that asset's failure.
+    """
+
+    def __init__(self, exit_code: int):
+        self.exit_code = exit_code
+        super().__init__("interrupted by SIGINT (Ctrl-C)" if exit_code == EXIT_INTERRUPTED else "stopped by SIGTERM")

@@ -12,39 +12,34 @@ import argparse
 import sys
 from uuid import UUID
 
-from etl.cli import EXIT_CODES_HELP, run_cli
+from etl.cli import CommandParser, parse_or_exit, run_cli
 from etl.config import Settings
 from etl.holdings import rebuild_holdings
 from etl.utils import db_utils
 
 PROG = "etl holdings"
+EXAMPLES = ("etl holdings rebuild", "etl holdings rebuild --account-id 0b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_CODES_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__, examples=EXAMPLES)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     rebuild = actions.add_parser("rebuild", help="recompute holdings and holdings_monthly from transactions",
-                                 description=__doc__, epilog=EXIT_CODES_HELP,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 description=__doc__, examples=EXAMPLES)
     rebuild.add_argument("--account-id", type=uuid_argument, action="append", metavar="UUID",
                          help="only this account (repeatable; default: every account)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_or_exit(build_parser(), argv)
     return run_cli(PROG, lambda settings: _rebuild(args.account_id, settings))
 
 
 def _rebuild(account_ids: list[UUID] | None, settings: Settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         change = rebuild_holdings(conn, account_ids)
         conn.commit()
-    finally:
-        conn.close()
     if change.unchanged:
         print(f"holdings of {change.accounts} account(s) already agree with their transactions: nothing changed")
     else:
@@ -61,6 +56,11 @@ def uuid_argument(text: str) -> UUID:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a UUID like 123e4567-e89b-12d3-a456-426614174000") from None
+
+
+def uuid_list(text: str) -> list[UUID]:
+    """argparse type: one or more UUIDs separated by commas."""
+    return [uuid_argument(part.strip()) for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":

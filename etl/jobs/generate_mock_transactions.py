@@ -41,20 +41,21 @@ if __package__ in (None, ""):  # run by path: python etl/jobs/generate_mock_tran
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from etl import assets as asset_sql  # noqa: E402
-from etl.cli import asset_list, job_parser, run_cli  # noqa: E402
+from etl.cli import asset_list, job_main, job_parser  # noqa: E402
 from etl.config import Settings  # noqa: E402
 from etl.errors import UsageError  # noqa: E402
 from etl.holdings import apply_transactions  # noqa: E402
-from etl.holdings_cli import uuid_argument  # noqa: E402
+from etl.holdings_cli import uuid_list  # noqa: E402
 from etl.mock.generator import Plan, generate_rows, new_account_ids  # noqa: E402
 from etl.mock.load import copy_transactions  # noqa: E402
 from etl.mock.prices import load_price_book, price_currencies  # noqa: E402
 from etl.models import Asset  # noqa: E402
-from etl.utils.db_utils import job_run  # noqa: E402
+from etl.registry import JOBS  # noqa: E402
+from etl.runs import RunResult, job_run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-JOB = "generate_mock_transactions"
+JOB = JOBS["generate_mock_transactions"]
 TRADABLE_TYPES = ("STOCK", "ETF", "CRYPTO")
 
 
@@ -74,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the active STOCK, ETF and CRYPTO assets)")
     parser.add_argument("--accounts", type=_whole_number(0), metavar="N",
                         help="create N new accounts (default 1 when no --account-id is given)")
-    parser.add_argument("--account-id", type=uuid_argument, action="append", default=[], metavar="UUID",
-                        help="add transactions to this account, existing or new (repeatable)")
+    parser.add_argument("--account-id", type=uuid_list, action="append", default=[], metavar="UUID[,UUID…]",
+                        help="add transactions to these accounts, existing or new (repeatable)")
     parser.add_argument("--months", type=_whole_number(1), default=12, metavar="M",
                         help="months of history, ending with this month (default 12)")
     parser.add_argument("--per-month", type=_whole_number(0), default=20, metavar="K",
@@ -94,15 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return job_main(JOB, build_parser(), run, argv)
+
+
+def run(options, settings: Settings) -> RunResult:
+    args = argparse.Namespace(**vars(options))
+    args.account_id = [a for group in args.account_id for a in group]
     if args.accounts is None and not args.account_id:
         args.accounts = 1
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**32)
-    return run_cli(JOB, lambda settings: _run(args, settings))
-
-
-def _run(args, settings: Settings) -> int:
     params = {
         "accounts": args.accounts or 0,
         "account_ids": [str(a) for a in args.account_id],
@@ -114,7 +116,7 @@ def _run(args, settings: Settings) -> int:
         "symbols": [a.spec for a in _flat(args.symbols)] or None,
         "mode": _mode(args),
     }
-    log.info("%s: seed %d", JOB, args.seed)
+    log.info("%s: seed %d", JOB.name, args.seed)
     with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
         outcome = generate(run.conn, args)
         run.extra = {
@@ -125,9 +127,9 @@ def _run(args, settings: Settings) -> int:
         }
         run.rows_upserted = outcome.transactions
     verb = "would generate" if args.dry_run else "generated"
-    print(f"{JOB}: {verb} {outcome.transactions} transactions for {len(outcome.accounts)} account(s) "
-          f"from {outcome.first_day} to {outcome.last_day}" + (" (dry run: nothing written)" if args.dry_run else ""))
-    return 0
+    return run.result(f"{JOB.name}: {verb} {outcome.transactions} transactions for {len(outcome.accounts)} "
+                      f"account(s) from {outcome.first_day} to {outcome.last_day}"
+                      + (" (dry run: nothing written)" if args.dry_run else ""))
 
 
 def generate(conn, args) -> Outcome:

@@ -34,7 +34,7 @@ from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import DeferredError, ProviderChain, Served, daily_limit, provider_limits
 from etl.pipeline.plan import Evidence, Span, budgets, empty_days, plan_spans
 from etl.providers import provider_class
-from etl.utils.db_utils import JobRun
+from etl.runs import JobRun
 from etl.utils.log_utils import progress
 from etl.validate import Validated, validate_bars
 

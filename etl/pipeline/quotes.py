@@ -21,24 +21,24 @@ from etl.models import Asset
 from etl.pipeline import selection, store
 from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import DeferredError, ProviderChain
-from etl.utils.db_utils import JobRun, job_run
+from etl.runs import JobRun, RunResult, job_run
 from etl.validate import validate_quotes
 
 log = logging.getLogger(__name__)
 
 
-def run_quote_job(job: str, args, settings: Settings, pick_assets: Callable[[JobRun], list[Asset]], *,
-                  register_new: bool = False) -> int:
-    """The body both quote jobs share: run, pick the assets, load their quotes, print the summary."""
+def run_quote_job(job: str, options, settings: Settings, pick_assets: Callable[[JobRun], list[Asset]], *,
+                  register_new: bool = False) -> RunResult:
+    """The body both quote jobs share: run, pick the assets, load their quotes, sum up."""
     started = time.monotonic()
-    selection.check_named(args.symbols)
-    params = {"symbols": [a.spec for a in args.symbols or ()], "provider": args.provider, "dry_run": args.dry_run}
-    chain = ProviderChain(settings, args.provider)
-    with job_run(job, settings, params, dry_run=args.dry_run) as run:
+    selection.check_named(options.symbols)
+    params = {"symbols": [a.spec for a in options.symbols or ()], "provider": options.provider,
+              "dry_run": options.dry_run}
+    chain = ProviderChain(settings, options.provider)
+    with job_run(job, settings, params, dry_run=options.dry_run) as run:
         load_quotes(run, chain, pick_assets(run), today=selection.utc_today(), register_new=register_new)
         run.extra["requests"] = chain.requests_made
-    print(selection.summary(job, run, chain.requests_made, started))
-    return run.exit_code
+    return run.result(selection.summary(job, run, chain.requests_made, started))
 
 
 def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, today: date,

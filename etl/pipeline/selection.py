@@ -12,7 +12,7 @@ from etl.assets import active_assets, register_assets, stored_assets
 from etl.errors import UsageError
 from etl.models import Asset
 from etl.pipeline import store
-from etl.utils.db_utils import JobRun
+from etl.runs import JobRun
 
 log = logging.getLogger(__name__)
 

@@ -19,19 +19,21 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.cli import job_main, job_parser  # noqa: E402
+from etl.config import Settings  # noqa: E402
 from etl.models import MARKET_ASSET_TYPES  # noqa: E402
 from etl.pipeline import history, selection  # noqa: E402
 from etl.pipeline.chain import ProviderChain  # noqa: E402
-from etl.utils.db_utils import job_run  # noqa: E402
+from etl.registry import JOBS  # noqa: E402
+from etl.runs import RunResult, job_run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-JOB = "fetch_historical_market_data"
+JOB = JOBS["fetch_historical_market_data"]
 
 
 def build_parser():
-    parser = job_parser(JOB, __doc__)
+    parser = job_parser(JOB, __doc__, start_default="ETL_HISTORY_START, else five years before today")
     parser.add_argument("--full-refresh", action="store_true",
                         help="refetch the whole range, ignoring what is stored and the fetch ledger")
     parser.add_argument("--plan", action="store_true",
@@ -41,32 +43,29 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(JOB, lambda settings: _run(args, settings))
+    return job_main(JOB, build_parser(), run, argv)
 
 
-def _run(args, settings) -> int:
+def run(options, settings: Settings) -> RunResult:
     started = time.monotonic()
     today = selection.utc_today()
-    start, end = selection.date_range(args.start, args.end, default_start=settings.history_start_or_default(today),
-                                      today=today)
-    selection.check_named(args.symbols)
-    params = {"symbols": [a.spec for a in args.symbols or ()], "start": start, "end": end,
-              "provider": args.provider, "full_refresh": args.full_refresh, "dry_run": args.dry_run}
-    chain = ProviderChain(settings, args.provider)
-    with job_run(JOB, settings, params, dry_run=args.dry_run or args.plan) as run:
-        assets = selection.select_assets(run, args.symbols, MARKET_ASSET_TYPES)
-        if not args.symbols:
+    start, end = selection.date_range(options.start, options.end,
+                                      default_start=settings.history_start_or_default(today), today=today)
+    selection.check_named(options.symbols)
+    params = {"symbols": [a.spec for a in options.symbols or ()], "start": start, "end": end,
+              "provider": options.provider, "full_refresh": options.full_refresh, "dry_run": options.dry_run}
+    chain = ProviderChain(settings, options.provider)
+    with job_run(JOB, settings, params, dry_run=options.dry_run or options.plan) as run:
+        assets = selection.select_assets(run, options.symbols, MARKET_ASSET_TYPES)
+        if not options.symbols:
             assets = selection.without_cooling_off(run, assets)
         plans = history.plan_assets(run.conn, assets, chain, start=start, end=end, today=today,
-                                    lookback_days=settings.lookback_days, full_refresh=args.full_refresh)
-        if args.plan:
-            print("\n".join(history.describe_plan(plans)))
-            return 0
+                                    lookback_days=settings.lookback_days, full_refresh=options.full_refresh)
+        if options.plan:
+            return RunResult(JOB.name, 0, "\n".join(history.describe_plan(plans)))
         history.backfill(run, chain, plans, today=today, lookback_days=settings.lookback_days)
         run.extra["requests"] = chain.requests_made
-    print(selection.summary(JOB, run, chain.requests_made, started))
-    return run.exit_code
+    return run.result(selection.summary(JOB.name, run, chain.requests_made, started))
 
 
 if __name__ == "__main__":

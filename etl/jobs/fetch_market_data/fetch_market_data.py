@@ -7,19 +7,19 @@ the same day replaces the earlier one; an older quote never replaces a newer one
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.cli import job_main, job_parser  # noqa: E402
+from etl.config import Settings  # noqa: E402
 from etl.pipeline import quotes, selection  # noqa: E402
+from etl.registry import JOBS  # noqa: E402
+from etl.runs import RunResult  # noqa: E402
 
-log = logging.getLogger(__name__)
-
-JOB = "fetch_market_data"
+JOB = JOBS["fetch_market_data"]
 QUOTE_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX")
 
 
@@ -28,13 +28,12 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(JOB, lambda settings: _run(args, settings))
+    return job_main(JOB, build_parser(), run, argv)
 
 
-def _run(args, settings) -> int:
-    return quotes.run_quote_job(JOB, args, settings,
-                                lambda run: selection.select_assets(run, args.symbols, QUOTE_TYPES))
+def run(options, settings: Settings) -> RunResult:
+    return quotes.run_quote_job(JOB.name, options, settings,
+                                lambda run: selection.select_assets(run, options.symbols, QUOTE_TYPES))
 
 
 if __name__ == "__main__":

@@ -7,20 +7,20 @@ market_data; an older quote never replaces a newer one.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `etl` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from etl.cli import job_parser, run_cli  # noqa: E402
+from etl.cli import job_main, job_parser  # noqa: E402
+from etl.config import Settings  # noqa: E402
 from etl.models import Asset  # noqa: E402
 from etl.pipeline import quotes, selection  # noqa: E402
+from etl.registry import JOBS  # noqa: E402
+from etl.runs import RunResult  # noqa: E402
 
-log = logging.getLogger(__name__)
-
-JOB = "fetch_market_index_data"
+JOB = JOBS["fetch_market_index_data"]
 
 
 def build_parser():
@@ -28,18 +28,17 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(JOB, lambda settings: _run(args, settings))
+    return job_main(JOB, build_parser(), run, argv)
 
 
-def _run(args, settings) -> int:
+def run(options, settings: Settings) -> RunResult:
     def pick_assets(run) -> list[Asset]:
-        if args.symbols:
-            return selection.select_assets(run, [], (), extra=args.symbols)
+        if options.symbols:
+            return selection.select_assets(run, [], (), extra=options.symbols)
         configured = [Asset(symbol, "INDEX") for symbol in settings.market_index_symbols]
         return selection.select_assets(run, None, ("INDEX",), extra=configured)
 
-    return quotes.run_quote_job(JOB, args, settings, pick_assets, register_new=True)
+    return quotes.run_quote_job(JOB.name, options, settings, pick_assets, register_new=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Cooperative stopping: a signal asks the running job to stop at its next safe point.
+
+The signal handler only records the request (and cancels the statements of the
+connections registered with `cancelling`); the job sees it at `check()`, which
+the pipeline calls between assets and requests, and in `sleep()`, which every
+wait (rate limits, retry backoff) goes through. The run then ends the usual way:
+uncommitted work rolled back, committed assets announced, exit 130 or 143.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from etl.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted
+
+log = logging.getLogger(__name__)
+
+_requested: int | None = None
+_wake = threading.Event()
+_cancellers: set[Callable[[], None]] = set()
+_lock = threading.Lock()
+
+
+def request(exit_code: int) -> None:
+    """Ask the running job to stop; it ends with `exit_code` (130 or 143)."""
+    global _requested
+    with _lock:
+        if _requested is None:
+            _requested = exit_code
+        cancellers = list(_cancellers)
+    _wake.set()
+    for cancel in cancellers:
+        try:
+            cancel()
+        except Exception:  # a connection already gone has nothing to cancel
+            log.debug("cancelling a statement failed", exc_info=True)
+
+
+def requested() -> int | None:
+    return _requested
+
+
+def check() -> None:
+    """Raise `Interrupted` if a stop was asked for."""
+    if _requested is not None:
+        raise Interrupted(_requested)
+
+
+def sleep(seconds: float) -> None:
+    """Wait `seconds`, or less if a stop is asked for meanwhile (then raise `Interrupted`)."""
+    if seconds > 0:
+        _wake.wait(seconds)
+    check()
+
+
+def reset() -> None:
+    """Forget an earlier request (the worker, before each job)."""
+    global _requested
+    with _lock:
+        _requested = None
+    _wake.clear()
+
+
+@contextmanager
+def cancelling(cancel: Callable[[], None]) -> Iterator[None]:
+    """While inside, a stop request also calls `cancel` (e.g. a connection's `cancel`)."""
+    with _lock:
+        _cancellers.add(cancel)
+    try:
+        yield
+    finally:
+        with _lock:
+            _cancellers.discard(cancel)
+
+
+def install_handlers() -> None:
+    """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once."""
+    def handle(signum, frame) -> None:
+        code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+        if _requested is not None:
+            os._exit(code)
+        log.warning("%s received: stopping after the current step (send it again to exit at once)",
+                    signal.Signals(signum).name)
+        request(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)

@@ -1,0 +1,96 @@
+"""The worker's Kafka plumbing: its topics, its consumer, dead letters and offset commits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+from etl.config import Settings
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".DLQ"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 500
+    max_poll_interval_ms: int = 3_600_000
+    stop_grace: float = 8.0
+    poll_timeout_ms: int = 500
+    retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0)  # before each retry of a failed (exit 1) request
+
+
+def ensure_topics(settings: Settings, topics: Mapping[str, object]) -> None:
+    """Create the request topics (and their DLQs) that do not exist yet."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=list(settings.kafka_bootstrap_servers),
+                             client_id="financial-tracker-etl-worker", request_timeout_ms=10_000)
+    try:
+        existing = set(admin.list_topics())
+        wanted = {topic: settings.worker_partitions for topic in topics}
+        wanted.update({topic + DLQ_SUFFIX: 1 for topic in topics})
+        for topic, partitions in wanted.items():
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}})
+                log.info("created topic %s with %d partition(s)", topic, partitions)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it a moment ago
+    finally:
+        admin.close()
+
+
+def make_consumer(settings: Settings, options: WorkerOptions, topics: Mapping[str, object]):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        *topics,
+        bootstrap_servers=list(settings.kafka_bootstrap_servers),
+        group_id=settings.worker_group,
+        client_id="financial-tracker-etl-worker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1,
+        session_timeout_ms=options.session_timeout_ms,
+        heartbeat_interval_ms=options.heartbeat_interval_ms,
+        max_poll_interval_ms=options.max_poll_interval_ms,
+        request_timeout_ms=max(30_000, options.session_timeout_ms + 5_000),
+    )
+
+
+def dead_letter(producer, record, where: str, error: str, default_key: str, *, kind: str = "poison request",
+                exit_code: int | None = None, attempts: int = 1) -> None:
+    """Send the request to <topic>.DLQ with why, to be replayed (re-sent to its topic) once fixed."""
+    log.error("%s: %s sent to %s%s: %s", where, kind, record.topic, DLQ_SUFFIX, error)
+    letter = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", "replace") if record.key else None,
+        "value": record.value.decode("utf-8", "replace") if record.value is not None else None,
+        "error": error,
+        "exit_code": exit_code,
+        "attempts": attempts,
+        "failed_at": datetime.now(timezone.utc).isoformat(),
+    }
+    producer.send(record.topic + DLQ_SUFFIX, key=letter["key"] or default_key, value=letter).get(timeout=10)
+
+
+def commit(consumer, record, where: str) -> None:
+    """Commit the offset after `record`; if the partition moved to another worker meanwhile, it redoes it."""
+    from kafka import TopicPartition
+    from kafka.errors import CommitFailedError
+    from kafka.structs import OffsetAndMetadata
+
+    try:
+        consumer.commit({TopicPartition(record.topic, record.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+    except CommitFailedError as exc:
+        log.warning("%s: offset not committed (%s): the partition moved to another worker, "
+                    "which redoes the request", where, exc)
