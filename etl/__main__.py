@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from etl.cli import CommandParser, asset_list, parse_or_exit, run_cli, usage_error
 from etl.config import PROVIDER_NAMES, Settings
-from etl.registry import JOBS
+from etl.registry import JOBS, MARKET_JOB_EXIT_CODES
 from etl.utils import db_utils, kafka_utils
 
 
@@ -31,7 +31,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(prog="etl", description=__doc__,
+    parser = CommandParser(prog="etl", description=__doc__, exit_codes=MARKET_JOB_EXIT_CODES, job=True,
                            examples=("etl assets add AAPL:STOCK BTC:CRYPTO", "etl fetch_historical_market_data",
                                      "etl runs --limit 5"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

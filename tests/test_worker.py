@@ -16,9 +16,10 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from etl.cli import job_parser
 from etl import worker as worker_module
-from etl.worker import PoisonMessage, request_argv
+from etl.errors import UsageError
+from etl.registry import JOBS
+from etl.worker import PoisonMessage, request_argv, request_options
 from support.db import row_count, rows, scalar
 from support.events import read_events
 from support.runner import ETL_VARIABLES, PYTHON, REPO, run_etl_process
@@ -120,36 +121,44 @@ def database_digest(db) -> tuple:
 
 # --- requests to command lines (pure) --------------------------------------------------------
 
-def sample_parser():
-    parser = job_parser("sample", "a job", date_range=True, provider=False)
-    parser.add_argument("--account-id", action="append", default=[])
-    parser.add_argument("--months", type=int)
-    return parser
+MOCK = JOBS["generate_mock_transactions"]
+HISTORY = JOBS["fetch_historical_market_data"]
 
 
-def test_json_options_become_the_jobs_command_line():
-    argv = request_argv(sample_parser(), {"symbols": ["AAPL:STOCK", "BTC:CRYPTO"], "start": "2024-01-01",
-                                          "account_id": ["a", "b"], "months": 3, "dry_run": True})
-    assert argv == ["--symbols", "AAPL:STOCK,BTC:CRYPTO", "--start", "2024-01-01",
-                    "--account-id", "a", "--account-id", "b", "--months", "3", "--dry-run"]
+def test_json_options_become_a_command_line_for_the_jobs_own_parser():
+    argv = request_argv({"symbols": ["AAPL:STOCK", "BTC:CRYPTO"], "start": "2024-01-01", "months": 3,
+                         "dry_run": True, "full_refresh": False, "end": None})
+    assert argv == ["--symbols=AAPL:STOCK,BTC:CRYPTO", "--start=2024-01-01", "--months=3", "--dry-run"]
+
+
+def test_a_request_is_parsed_by_the_jobs_own_parser():
+    options = request_options(MOCK, json.dumps({"account_id": ["0b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b",
+                                                               "1b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b"],
+                                                "months": 3, "symbols": ["AAPL:STOCK", "BTC:CRYPTO"]}).encode())
+    assert [str(a) for group in options.account_id for a in group] == [
+        "0b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b", "1b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b"]
+    assert options.months == 3 and [a.spec for group in options.symbols for a in group] == ["AAPL:STOCK",
+                                                                                         "BTC:CRYPTO"]
 
 
 def test_an_empty_request_runs_the_job_with_its_defaults():
-    assert request_argv(sample_parser(), {}) == []
+    assert vars(request_options(HISTORY, b"")) == vars(HISTORY.load().build_parser().parse_args([]))
 
 
 @pytest.mark.parametrize("options, error", [
-    ({"bogus": 1}, "unknown option 'bogus'"),
-    ({"months": "three"}, "invalid int value"),
+    ({"bogus": 1}, "unrecognized arguments: --bogus=1"),
+    ({"months": "three"}, "not a whole number"),
     ({"start": "yesterday"}, "not an ISO date"),
-    ({"dry_run": "yes"}, "is a flag"),
+    ({"dry_run": "yes"}, "--dry-run"),
     ({"symbols": "AAPL:BOND"}, "BOND"),
     ({"months": {"n": 3}}, "takes text or numbers"),
+    ({"help": True}, "help"),
     (["not", "an", "object"], "JSON object"),
 ])
 def test_a_request_the_job_would_reject_is_poison(options, error):
+    job = MOCK if "months" in options else HISTORY
     with pytest.raises(PoisonMessage, match=error):
-        request_argv(sample_parser(), options)
+        request_options(job, json.dumps(options).encode())
 
 
 def test_retry_delays_are_seconds_separated_by_commas_or_none():
@@ -158,7 +167,7 @@ def test_retry_delays_are_seconds_separated_by_commas_or_none():
     assert parse(["--retry-delays", "0.5,2"]).retry_delays == (0.5, 2.0)
     assert parse(["--retry-delays", "none"]).retry_delays == ()
     for bad in ("soon", "1,,2", "-1", "inf"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(UsageError):
             parse(["--retry-delays", bad])
 
 
@@ -203,7 +212,7 @@ def test_a_poison_request_lands_in_the_dlq_and_the_next_request_still_runs(worke
     assert [(letter["offset"], letter["topic"]) for letter in letters] == [(0, topic), (1, topic), (2, topic)]
     errors = [letter["error"] for letter in letters]
     assert "not UTF-8 JSON" in errors[0]
-    assert "unknown option 'bogus'" in errors[1]
+    assert "unrecognized arguments: --bogus=1" in errors[1]
     assert "--months" in errors[2]
     assert letters[0]["value"] == "{not json"
     assert seeds_run(db) == [11]
@@ -283,7 +292,7 @@ def test_a_worker_killed_mid_job_leaves_the_request_to_the_other_which_redoes_it
 
     clean_env = dict(etl_env, DB_SCHEMA=etl_env["DB_SCHEMA"] + "_clean")
     clean_env.pop("KAFKA_BOOTSTRAP_SERVERS")
-    argv = request_argv(worker_module.job_parser("generate_mock_transactions"), big)
+    argv = request_argv(big)
     assert run_etl_process([PYTHON, "-m", "etl", "generate_mock_transactions", *argv], clean_env).returncode == 0
     with db.cursor() as cur:
         cur.execute(f"SET search_path = {clean_env['DB_SCHEMA']}")

@@ -7,6 +7,8 @@ from typing import Iterable, Iterator, Sequence
 
 from psycopg2 import sql
 
+from etl import stopping
+
 TRANSACTION_COLUMNS = ("account_id", "date", "symbol", "asset_type", "credit", "debit", "unit")
 
 
@@ -25,6 +27,8 @@ class _RowReader(io.TextIOBase):
         parts = [self._pending]
         length = len(self._pending)
         for line in self._lines:
+            if stopping.requested() is not None:
+                break  # end the COPY here; the job's stopping.check() then rolls it all back
             parts.append(line)
             length += len(line)
             self.rows += 1
@@ -44,6 +48,7 @@ def copy_rows(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[s
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
     cur.copy_expert(statement.as_string(cur), reader, size=1 << 20)
+    stopping.check()
     return reader.rows
 
 

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Sequence
 
+from etl import stopping
 from etl.assets import record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
@@ -208,6 +209,7 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
             for fetched in progress(results, len(todo), "historical backfill", log=log):
+                stopping.check()
                 if not run.dry_run and not first_write:
                     run.checkpoint()
                 first_write = False

@@ -26,6 +26,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from etl import __version__
+from etl import stopping
 from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
 from etl.utils.log_utils import redact
 
@@ -46,6 +47,8 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def wait(self, cost: int = 1) -> None:
+        """Wait for this request's turn; a stop request (see etl.stopping) ends the wait with `Interrupted`."""
+        stopping.check()
         if not self.interval:
             return
         with self._lock:
@@ -53,7 +56,7 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + self.interval * cost
         if start > now:
-            time.sleep(start - now)
+            stopping.sleep(start - now)
 
     def hold(self, seconds: float) -> None:
         """Start no request for `seconds` (the provider said Retry-After)."""

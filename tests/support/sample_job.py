@@ -1,4 +1,9 @@
-"""A tiny job built on db_utils.job_run, for testing the run mechanism itself.
+"""A tiny job built on etl.runs.job_run, for testing the run mechanism itself.
+
+It is added to the job registry when imported, like a job of the product: a
+registry entry and this module are all it takes to run it by `etl sample_job`,
+by its path and through `etl worker`.
+
 
 It registers the given assets and upserts one market_data row per asset for a
 fixed day (counting it only when it changed, as the real jobs do). Arguments make it report failures, sleep while holding its lock
@@ -19,14 +24,18 @@ if __package__ in (None, ""):  # run as a script: make `etl` importable from the
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from etl.assets import register_assets  # noqa: E402
-from etl.cli import job_parser, run_cli  # noqa: E402
+from etl import registry, stopping  # noqa: E402
+from etl.cli import job_main, job_parser  # noqa: E402
 from etl.models import Asset  # noqa: E402
-from etl.utils.db_utils import bulk_upsert, job_run  # noqa: E402
+from etl.runs import RunResult, job_run  # noqa: E402
+from etl.utils.db_utils import bulk_upsert  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-JOB = "sample_job"
 TOPIC = "SAMPLE_JOB_COMPLETE"
+JOB = registry.register(registry.Job(
+    name="sample_job", module="support.sample_job", request_topic="SAMPLE_JOB_REQUEST", completion_topic=TOPIC,
+    summary="a job for the tests", script="tests/support/sample_job.py"))
 DAY = date(2024, 1, 2)
 AS_OF = datetime(2024, 1, 2, 21, 0, tzinfo=timezone.utc)
 DEFAULT_ASSETS = [Asset("AAPL", "STOCK"), Asset("MSFT", "STOCK")]
@@ -41,23 +50,25 @@ def build_parser():
     parser.add_argument("--raise-after-write", action="store_true", help="raise once the rows are written")
     parser.add_argument("--checkpoint", action="store_true", help="commit each asset's row (JobRun.checkpoint)")
     parser.add_argument("--raise-at", default="", metavar="SYM", help="raise on reaching this asset, before its row")
+    parser.add_argument("--pause-each", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long before each asset (a stop request ends the wait)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(JOB, lambda settings: _run(args, settings))
+    return job_main(JOB, build_parser(), run, argv)
 
 
-def _run(args, settings) -> int:
+def run(args, settings) -> RunResult:
     assets = args.symbols or DEFAULT_ASSETS
     failing = {s.strip().upper() for s in args.fail.split(",") if s.strip()}
     params = {"symbols": [a.spec for a in assets], "price": args.price, "fail": sorted(failing)}
-    with job_run(JOB, settings, params, dry_run=args.dry_run, topic=TOPIC) as run:
+    with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
         run.plan(a.spec for a in assets)
         with run.conn.cursor() as cur:
             register_assets(cur, assets)
             for asset in assets:
+                stopping.sleep(args.pause_each)
                 if asset.symbol == args.raise_at.upper():
                     raise RuntimeError(f"sample job told to fail at {asset.spec}")
                 if asset.symbol in failing:
@@ -72,12 +83,11 @@ def _run(args, settings) -> int:
             if asset.symbol in failing:
                 run.failed(asset.spec, "sample failure as asked")
         if args.sleep:
-            log.info("%s: sleeping %.1f s with the lock held", JOB, args.sleep)
+            log.info("%s: sleeping %.1f s with the lock held", JOB.name, args.sleep)
             time.sleep(args.sleep)
         if args.raise_after_write:
             raise RuntimeError("sample job told to fail after writing")
-    print(f"{JOB}: {run.status}: {len(run.symbols_ok)} ok, {len(run.failures)} failed")
-    return run.exit_code
+    return run.result(f"{JOB.name}: {run.status}: {len(run.symbols_ok)} ok, {len(run.failures)} failed")
 
 
 if __name__ == "__main__":
