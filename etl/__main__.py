@@ -11,7 +11,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from etl.cli import CommandParser, asset_list, parse_or_exit, run_cli, usage_error
+from etl.cli import CommandParser, asset_list, parse_or_exit, positive_int, run_cli, usage_error
 from etl.config import PROVIDER_NAMES, Settings
 from etl.registry import JOBS, MARKET_JOB_EXIT_CODES
 from etl.utils import db_utils, kafka_utils
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="show recent job runs", description="Show recent job runs.",
                                examples=("etl runs", "etl runs --job fetch_market_data --limit 5"))
-    runs.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
+    runs.add_argument("--limit", type=positive_int, default=20, help="how many runs (default 20)")
     runs.add_argument("--job", choices=list(JOBS), help="only this job")
     return parser
 
@@ -91,12 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             usage_error(parser, "--provider-symbol needs --provider: the symbol is that provider's own name "
                                  "for the asset")
     return run_cli("etl", lambda settings: BUILT_IN[args.command](args, settings))
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def _migrate(args, settings: Settings) -> int:

@@ -23,63 +23,25 @@ given up after 4 s more. The worker leaves the group and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import threading
 import time
 
 from etl import registry, stopping
-from etl.cli import CommandParser, guarded, parse_or_exit, run_cli, usage_error
+from etl.cli import CommandParser, guarded, parse_or_exit, positive_int, run_cli, usage_error
 from etl.config import Settings
 from etl.errors import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED, EXIT_USAGE,
-                        ConfigError, UsageError)
+                        ConfigError)
 from etl.registry import Job
 from etl.runs import RunResult
-from etl.worker_kafka import WorkerOptions, commit, dead_letter, ensure_topics, make_consumer
+from etl.worker_kafka import (PoisonMessage, WorkerOptions, commit, dead_letter, ensure_topics, make_consumer,
+                              request_argv, request_options)
 
 log = logging.getLogger(__name__)
 
 LOCK_RETRY_SECONDS = 2.0
 GIVE_UP_AFTER_STOP = 4.0  # seconds a stopped job has to reach a safe point before the worker leaves without it
-
-
-class PoisonMessage(Exception):
-    """A request no run of the job can satisfy: it goes to the dead-letter topic."""
-
-
-def request_argv(options: object) -> list[str]:
-    """The command line of a request's JSON options: {"symbols": ["AAPL:STOCK", "BTC:CRYPTO"], "dry_run": true}
-    → ["--symbols=AAPL:STOCK,BTC:CRYPTO", "--dry-run"]. false and null leave an option out."""
-    if not isinstance(options, dict):
-        raise PoisonMessage(f"the request must be a JSON object of options, got {type(options).__name__}")
-    argv = []
-    for key, value in options.items():
-        flag = "--" + str(key).replace("_", "-")
-        if value is True:
-            argv.append(flag)
-            continue
-        if value is False or value is None:
-            continue
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(item, (dict, list, bool)) or item is None for item in values):
-            raise PoisonMessage(f"option {key!r} takes text or numbers, got {value!r}")
-        argv.append(f"{flag}={','.join(str(item) for item in values)}")
-    return argv
-
-
-def request_options(job: Job, value: bytes | None) -> argparse.Namespace:
-    """A request's options, parsed by the job's own parser; PoisonMessage when it would reject them."""
-    try:
-        options = json.loads(value.decode("utf-8")) if value else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PoisonMessage(f"the request is not UTF-8 JSON: {exc}") from None
-    if isinstance(options, dict) and "help" in options:
-        raise PoisonMessage("option 'help' cannot be requested")
-    try:
-        return job.load().build_parser().parse_args(request_argv(options))
-    except UsageError as exc:
-        raise PoisonMessage(str(exc)) from None
 
 
 class Worker:
@@ -200,14 +162,14 @@ class Worker:
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="etl worker", description=__doc__, exit_codes=(0, 1, 2),
                            examples=("etl worker", "etl worker --stop-grace 30 --retry-delays 10,60"))
-    parser.add_argument("--session-timeout-ms", type=_positive_int, default=WorkerOptions.session_timeout_ms,
+    parser.add_argument("--session-timeout-ms", type=positive_int, default=WorkerOptions.session_timeout_ms,
                         help="how long the group waits for a silent worker before moving its partitions "
                              "(default %(default)s)")
-    parser.add_argument("--heartbeat-interval-ms", type=_positive_int,
+    parser.add_argument("--heartbeat-interval-ms", type=positive_int,
                         default=WorkerOptions.heartbeat_interval_ms,
                         help="heartbeats, sent from a background thread even while a job runs "
                              "(default %(default)s)")
-    parser.add_argument("--max-poll-interval-ms", type=_positive_int, default=WorkerOptions.max_poll_interval_ms,
+    parser.add_argument("--max-poll-interval-ms", type=positive_int, default=WorkerOptions.max_poll_interval_ms,
                         help="the longest a job may run before the group gives its partitions away "
                              "(default %(default)s, one hour)")
     parser.add_argument("--stop-grace", type=float, default=WorkerOptions.stop_grace, metavar="SECONDS",
@@ -240,12 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     return run_cli("etl worker", body)
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def _delays(text: str) -> tuple[float, ...]:

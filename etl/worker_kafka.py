@@ -1,17 +1,60 @@
-"""The worker's Kafka plumbing: its topics, its consumer, dead letters and offset commits."""
+"""The worker's Kafka plumbing: requests in (parsed by the job's own parser), its topics and consumer,
+dead letters and offset commits."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
 from etl.config import Settings
+from etl.errors import UsageError
+from etl.registry import Job
 
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".DLQ"
+
+
+class PoisonMessage(Exception):
+    """A request no run of the job can satisfy: it goes to the dead-letter topic."""
+
+
+def request_argv(options: object) -> list[str]:
+    """The command line of a request's JSON options: {"symbols": ["AAPL:STOCK", "BTC:CRYPTO"], "dry_run": true}
+    → ["--symbols=AAPL:STOCK,BTC:CRYPTO", "--dry-run"]. false and null leave an option out."""
+    if not isinstance(options, dict):
+        raise PoisonMessage(f"the request must be a JSON object of options, got {type(options).__name__}")
+    argv = []
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            argv.append(flag)
+            continue
+        if value is False or value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, (dict, list, bool)) or item is None for item in values):
+            raise PoisonMessage(f"option {key!r} takes text or numbers, got {value!r}")
+        argv.append(f"{flag}={','.join(str(item) for item in values)}")
+    return argv
+
+
+def request_options(job: Job, value: bytes | None) -> argparse.Namespace:
+    """A request's options, parsed by the job's own parser; PoisonMessage when it would reject them."""
+    try:
+        options = json.loads(value.decode("utf-8")) if value else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoisonMessage(f"the request is not UTF-8 JSON: {exc}") from None
+    if isinstance(options, dict) and "help" in options:
+        raise PoisonMessage("option 'help' cannot be requested")
+    try:
+        return job.load().build_parser().parse_args(request_argv(options))
+    except UsageError as exc:
+        raise PoisonMessage(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class FakeClock:
 def test_rate_limiter_spaces_requests_to_the_allowed_rate(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    monkeypatch.setattr(fetch_utils.stopping, "sleep", clock.sleep)
     limiter = RateLimiter(per_minute=30)
     for _ in range(5):
         limiter.wait()
@@ -165,7 +165,7 @@ def test_rate_limiter_spaces_requests_to_the_allowed_rate(monkeypatch):
 def test_rate_limiter_does_not_wait_when_requests_are_already_spaced(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    monkeypatch.setattr(fetch_utils.stopping, "sleep", clock.sleep)
     limiter = RateLimiter(per_minute=60)
     for _ in range(3):
         limiter.wait()
@@ -202,7 +202,7 @@ def test_retried_requests_wait_on_the_limiter_too(fake_api, monkeypatch):
 def test_retry_after_holds_every_request_of_the_session(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    monkeypatch.setattr(fetch_utils.stopping, "sleep", clock.sleep)
     limiter = RateLimiter(per_minute=60)
     limiter.wait()
     limiter.hold(5)
@@ -254,7 +254,7 @@ def test_a_budget_spent_during_retries_ends_them_with_quota_exhausted(fake_api):
 def test_the_limiter_spaces_a_costly_request_as_that_many_requests(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(fetch_utils.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(fetch_utils.time, "sleep", clock.sleep)
+    monkeypatch.setattr(fetch_utils.stopping, "sleep", clock.sleep)
     limiter = RateLimiter(per_minute=8)
     limiter.wait(cost=8)
     limiter.wait(cost=2)

@@ -147,3 +147,18 @@ def test_a_worker_stopped_mid_job_stops_the_job_within_its_grace_and_leaves_the_
     finally:
         successor.send_signal(signal.SIGTERM)
         successor.wait(20)
+
+
+# --- the structure the code keeps ----------------------------------------------------------------
+
+def test_no_module_under_etl_is_over_400_lines_and_the_worker_under_250():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in (REPO / "etl").rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
+    assert sizes["etl/worker.py"] < 250
+
+
+def test_the_worker_uses_no_argparse_internals_stderr_swaps_or_injected_exceptions():
+    code = "\n".join((REPO / "etl" / name).read_text(encoding="utf-8") for name in ("worker.py", "worker_kafka.py"))
+    for trick in ("_actions", "_AppendAction", "sys.stderr =", "setitimer", "SIGALRM", "etl.__main__"):
+        assert trick not in code, trick
