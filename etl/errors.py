@@ -94,3 +94,9 @@ class Interrupted(BaseException):
     def __init__(self, exit_code: int):
         self.exit_code = exit_code
         super().__init__("interrupted by SIGINT (Ctrl-C)" if exit_code == EXIT_INTERRUPTED else "stopped by SIGTERM")
+
+
+class PoisonMessage(EtlError):
+    """A worker request no run of its job can satisfy: it goes to the dead-letter topic."""
+
+    exit_code = EXIT_USAGE

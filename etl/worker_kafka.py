@@ -11,16 +11,12 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from etl.config import Settings
-from etl.errors import UsageError
+from etl.errors import PoisonMessage, UsageError
 from etl.registry import Job
 
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".DLQ"
-
-
-class PoisonMessage(Exception):
-    """A request no run of the job can satisfy: it goes to the dead-letter topic."""
 
 
 def request_argv(options: object) -> list[str]:

@@ -11,7 +11,6 @@ days unless named with --symbols. --plan shows the requests without making them.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from etl.pipeline import history, selection  # noqa: E402
 from etl.pipeline.chain import ProviderChain  # noqa: E402
 from etl.registry import JOBS  # noqa: E402
 from etl.runs import RunResult, job_run  # noqa: E402
-
-log = logging.getLogger(__name__)
 
 JOB = JOBS["fetch_historical_market_data"]
 
