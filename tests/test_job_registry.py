@@ -162,3 +162,40 @@ def test_the_worker_uses_no_argparse_internals_stderr_swaps_or_injected_exceptio
     code = "\n".join((REPO / "etl" / name).read_text(encoding="utf-8") for name in ("worker.py", "worker_kafka.py"))
     for trick in ("_actions", "_AppendAction", "sys.stderr =", "setitimer", "SIGALRM", "etl.__main__"):
         assert trick not in code, trick
+
+
+# --- help that fits each command -----------------------------------------------------------------
+
+def help_of(*argv: str) -> str:
+    out = subprocess.run([PYTHON, "-m", "etl", *argv, "--help"], env=process_env({}), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def exit_codes_listed(text: str) -> list[str]:
+    section = text.split("exit codes:")[1].split("examples:")[0]
+    return re.findall(r"^\s+(\d+)\s", section, re.M)
+
+
+def test_each_command_lists_only_the_exit_codes_it_can_return_and_examples():
+    assert exit_codes_listed(help_of("fetch_historical_market_data")) == ["0", "1", "2", "3", "75", "130", "143"]
+    assert exit_codes_listed(help_of("generate_mock_transactions")) == ["0", "1", "2", "75", "130", "143"]
+    for command in (["runs"], ["migrate"], ["assets", "list"], ["outbox", "flush"], ["holdings", "rebuild"],
+                    ["worker"]):
+        text = help_of(*command)
+        assert exit_codes_listed(text) == ["0", "1", "2"], command
+    assert "examples:\n  etl fetch_historical_market_data --symbols" in help_of("fetch_historical_market_data")
+
+
+def test_help_shows_each_options_own_default():
+    text = " ".join(help_of("fetch_historical_market_data").split())
+    assert "first day of the range (default: ETL_HISTORY_START, else five years before today)" in text
+    assert "(default: today)" in text
+    assert "(default 12)" in " ".join(help_of("generate_mock_transactions").split())
+
+
+def test_etl_help_lists_each_command_once():
+    text = help_of()
+    listed = re.findall(r"^    (\w+)", text, re.M)
+    assert len(listed) == len(set(listed)) and set(registry.JOBS) - {"sample_job"} <= set(listed)
