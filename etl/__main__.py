@@ -25,7 +25,7 @@ class Command:
 
 # Commands with a module of their own (the jobs come from etl.registry).
 COMMANDS = {
-    "holdings": Command("etl.holdings_cli:main", "rebuild holdings from transactions"),
+    "holdings": Command("etl.holdings_cli:main", "rebuild holdings from transactions; what they were worth each month"),
     "worker": Command("etl.worker:main", "run jobs requested on Kafka"),
 }
 

@@ -1,24 +1,35 @@
-"""etl holdings: repair holdings and holdings_monthly from the transactions.
+"""etl holdings: repair holdings from the transactions, and say what they were worth.
 
 `etl holdings rebuild` recomputes both tables from the live transactions (all
 accounts, or only those given with --account-id) in one database transaction.
 Rows that already agree are not rewritten, so on a consistent database it
 changes nothing.
+
+`etl holdings value` prints each account's total at every month's end in the
+account's currency (accounts.currency), from the view holdings_monthly_value:
+as-traded closes on or before the month's end, converted at the stored forex
+rates. A month with a holding that cannot be valued (no price, no rate) has no
+total; the reason is printed instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from contextlib import closing
+from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
 from etl.cli import CommandParser, parse_or_exit, run_cli
 from etl.config import Settings
 from etl.holdings import rebuild_holdings
+from etl.holdings_value import MonthlyTotal, monthly_totals
 from etl.utils import db_utils
 
 PROG = "etl holdings"
-EXAMPLES = ("etl holdings rebuild", "etl holdings rebuild --account-id 0b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b")
+EXAMPLES = ("etl holdings rebuild", "etl holdings rebuild --account-id 0b6c1b9e-3f7a-4a52-9a0e-1c2d3e4f5a6b",
+            "etl holdings value --format json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=__doc__, examples=EXAMPLES)
     rebuild.add_argument("--account-id", type=uuid_argument, action="append", metavar="UUID",
                          help="only this account (repeatable; default: every account)")
+    value = actions.add_parser("value", help="each account's total at every month's end, in its currency",
+                               description=__doc__, examples=EXAMPLES)
+    value.add_argument("--account-id", type=uuid_argument, action="append", metavar="UUID",
+                       help="only this account (repeatable; default: every account)")
+    value.add_argument("--format", choices=("text", "json"), default="text",
+                       help="text: a table, totals rounded to the cent; json: one object a line, totals "
+                            "unrounded as strings (default text)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_or_exit(build_parser(), argv)
+    if args.action == "value":
+        return run_cli(PROG, lambda settings: _value(args.account_id, args.format, settings))
     return run_cli(PROG, lambda settings: _rebuild(args.account_id, settings))
 
 
@@ -47,6 +67,28 @@ def _rebuild(account_ids: list[UUID] | None, settings: Settings) -> int:
               f"{change.holdings_deleted} deleted; holdings_monthly {change.monthly_written} written, "
               f"{change.monthly_deleted} deleted")
     return 0
+
+
+def _value(account_ids: list[UUID] | None, output: str, settings: Settings) -> int:
+    with closing(db_utils.connect(settings)) as conn:
+        db_utils.migrate(conn, settings.db_schema)
+        totals = monthly_totals(conn, account_ids)
+        conn.rollback()
+    if output == "json":
+        for total in totals:
+            print(json.dumps(total.as_json()))
+        return 0
+    if not totals:
+        print("no holdings to value (generate some with `etl generate_mock_transactions`)")
+    for total in totals:
+        print(_text_line(total))
+    return 0
+
+
+def _text_line(total: MonthlyTotal) -> str:
+    amount = "—" if total.total is None else f"{total.total.quantize(Decimal('0.01'), ROUND_HALF_UP):,}"
+    line = f"{total.account_id}  {total.month:%Y-%m}  {amount:>18} {total.currency or '???'}"
+    return line + (f"  (not valued: {'; '.join(total.missing)})" if total.missing else "")
 
 
 def uuid_argument(text: str) -> UUID:

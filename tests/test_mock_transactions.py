@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from etl.mock.generator import Plan, _AccountSimulation, fixed, generate_rows, month_starts, new_account_ids
-from etl.mock.prices import PriceBook, carried_forward, synthetic_price
+from etl.mock.prices import PriceBook, carried_forward
+from etl.mock.synthetic import synthetic_price
+from etl.mock.trading_days import rows_in_month
 from etl.models import Asset
 from etl.utils.db_utils import migrate
 from support.db import row_count, rows, scalar
@@ -65,7 +67,7 @@ TRADES_WITHOUT_MATCHING_CASH_LEG = """
       LEFT JOIN LATERAL (SELECT price FROM market_data m
                           WHERE m.symbol = a.symbol AND m.asset_type = a.asset_type AND m.date <= a.date
                           ORDER BY m.date DESC LIMIT 1) p ON true
-     WHERE a.asset_type <> 'CASH'
+     WHERE a.asset_type <> 'CASH' AND a.kind <> 'split'
        AND (c.asset_type IS DISTINCT FROM 'CASH' OR c.account_id <> a.account_id OR c.date <> a.date
             OR c.debit IS DISTINCT FROM round(a.credit * p.price, 2)
             OR c.credit IS DISTINCT FROM round(a.debit * p.price, 2))"""
@@ -77,6 +79,21 @@ WRONG_DECIMALS = """
         OR scale(debit) <> scale(credit)
         OR unit <> CASE asset_type WHEN 'CASH' THEN symbol WHEN 'CRYPTO' THEN 'COINS' ELSE 'SHARES' END"""
 
+# Every row says what it is; both legs of a trade say the same.
+UNDESCRIBED_ROWS = """
+    SELECT * FROM transactions t
+     WHERE t.kind IS NULL OR t.description IS NULL OR t.description = ''
+        OR (t.asset_type <> 'CASH' AND t.kind IN ('buy', 'sell')
+            AND (t.kind, t.description) IS DISTINCT FROM
+                (SELECT ROW(c.kind, c.description) FROM transactions c WHERE c.transaction_id = t.transaction_id + 1))"""
+
+# Stocks and ETFs trade only on days with a stored bar (the fixture stores every weekday); nothing after today.
+OFF_CALENDAR_ROWS = """
+    SELECT * FROM transactions t
+     WHERE t.date > current_date
+        OR (t.asset_type IN ('STOCK', 'ETF') AND NOT EXISTS
+               (SELECT 1 FROM market_data m WHERE (m.symbol, m.asset_type, m.date) = (t.symbol, t.asset_type, t.date)))"""
+
 INVARIANTS = {
     "holdings equal the sums of live transactions": HOLDINGS_DIFFER_FROM_SUMS,
     "monthly rows equal the running sums": MONTHLY_DIFFERS_FROM_RUNNING_SUM,
@@ -84,6 +101,8 @@ INVARIANTS = {
     "no negative balance": NEGATIVE_BALANCES,
     "every trade has its cash leg at the stored price": TRADES_WITHOUT_MATCHING_CASH_LEG,
     "decimals and units as documented": WRONG_DECIMALS,
+    "every row has a kind and a description": UNDESCRIBED_ROWS,
+    "stocks trade on market days, nothing after today": OFF_CALENDAR_ROWS,
 }
 
 
@@ -167,11 +186,20 @@ def test_a_run_trades_every_asset_and_both_directions(market):
     assert all(count > 0 for count in kinds), "buys, sells and cash outflows all happen"
 
 
+def today(db) -> date:
+    return scalar(db, "SELECT current_date")
+
+
+def this_months_rows(db, per_month: int) -> int:
+    """The current month's share of per_month: round(K × days elapsed ÷ days in the month)."""
+    return rows_in_month(per_month, today(db).replace(day=1), today(db))
+
+
 def test_each_account_gets_its_opening_deposit_and_per_month_rows(market):
     assert generate("--accounts", "2", "--months", "3", "--per-month", "9", "--seed", "3",
                     "--start-balance", "250.00") == 0
     assert row_count(market, "accounts") == 2
-    assert row_count(market, "transactions") == 2 * (1 + 3 * 9)
+    assert row_count(market, "transactions") == 2 * (1 + 2 * 9 + this_months_rows(market, 9))
     first_day = scalar(market, "SELECT (date_trunc('month', current_date) - interval '2 months')::date")
     openings = rows(market, "SELECT credit FROM transactions WHERE date = %s AND transaction_id IN "
                             "(SELECT min(transaction_id) FROM transactions GROUP BY account_id)", (first_day,))
@@ -192,7 +220,7 @@ def test_the_same_seed_on_two_empty_databases_gives_identical_rows(market, datab
     assert first["transactions"] and first == second
 
 
-def test_a_seed_repeated_on_the_same_database_is_refused_with_exit_2(market, capsys):
+def test_a_seed_repeated_on_the_same_database_is_refused_with_exit_2_and_no_run_row(market, capsys):
     options = ("--accounts", "2", "--months", "2", "--per-month", "4", "--seed", "1")
     assert generate(*options) == 0
     before = row_count(market, "transactions")
@@ -201,6 +229,8 @@ def test_a_seed_repeated_on_the_same_database_is_refused_with_exit_2(market, cap
     error = capsys.readouterr().err
     assert "--seed 1" in error and "already exist" in error and "--account-id" in error
     assert (row_count(market, "accounts"), row_count(market, "transactions")) == (2, before)
+    assert rows(market, "SELECT status FROM etl_job_runs") == [("success",)], "the refusal is no run"
+    assert len(outbox_events(market)) == 1
     assert violations(market) == {}
 
 
@@ -218,19 +248,24 @@ def test_existing_account_ids_get_more_history_and_stay_consistent(market):
     for seed in ("5", "6"):
         assert generate("--account-id", account, "--months", "3", "--per-month", "10", "--seed", seed) == 0
     assert row_count(market, "accounts") == 1
-    assert row_count(market, "transactions", "account_id = %s", (account,)) == 2 * (1 + 3 * 10)
+    assert row_count(market, "transactions", "account_id = %s", (account,)) == 2 * (1 + 2 * 10 + this_months_rows(market, 10))
     assert violations(market) == {}
 
 
-def test_an_asset_without_prices_trades_at_a_logged_synthetic_price(db, caplog):
+def test_an_asset_without_prices_trades_at_its_logged_synthetic_price_of_the_day(db, caplog):
     db.cursor().execute("INSERT INTO asset (symbol, asset_type) VALUES ('NOPX', 'STOCK')")
-    assert generate("--accounts", "2", "--months", "2", "--per-month", "20", "--seed", "9") == 0
-    assert "no price for NOPX:STOCK" in caplog.text and "synthetic price" in caplog.text
-    implied = rows(db, """
-        SELECT DISTINCT round(c.debit / a.credit, 0) FROM transactions a
+    assert generate("--accounts", "2", "--months", "3", "--per-month", "20", "--seed", "9") == 0
+    assert "NOPX:STOCK" in caplog.text and "synthetic prices" in caplog.text
+    trades = rows(db, """
+        SELECT a.date, a.credit + a.debit, c.credit + c.debit FROM transactions a
           JOIN transactions c ON c.transaction_id = a.transaction_id + 1
-         WHERE a.symbol = 'NOPX' AND a.credit >= 1""")
-    assert len(implied) == 1, "one synthetic price for the whole span"
+         WHERE a.symbol = 'NOPX' AND a.kind IN ('buy', 'sell')""")
+    assert trades
+    for day, quantity, cash in trades:
+        assert day.isoweekday() < 6, "a stock without stored bars trades on weekdays"
+        assert cash == (quantity * synthetic_price("NOPX", "STOCK", day)).quantize(Decimal("0.01"))
+    assert len({synthetic_price("NOPX", "STOCK", day) for day, _, _ in trades}) > 1, "the price moves"
+    assert outbox_events(db)[0]["synthetic_prices"] == ["NOPX:STOCK"]
     assert rows(db, NEGATIVE_BALANCES) == []
 
 
@@ -293,7 +328,7 @@ def test_the_run_is_recorded_and_announces_accounts_count_and_span(market):
 def test_the_event_is_published_to_kafka(market, with_kafka, schema):
     assert generate("--accounts", "1", "--months", "1", "--per-month", "3", "--seed", "12") == 0
     [event] = read_events(with_kafka, f"{schema}.MOCK_TRANSACTIONS_COMPLETE", expect=1)
-    assert event["transactions"] == 4 and event["params"]["seed"] == 12
+    assert event["transactions"] == 1 + this_months_rows(market, 3) and event["params"]["seed"] == 12
 
 
 def test_a_failure_after_the_inserts_leaves_nothing_behind(market):
@@ -311,7 +346,7 @@ def test_a_failure_after_the_inserts_leaves_nothing_behind(market):
 
 def test_a_dry_run_writes_nothing(market, capsys):
     assert generate("--accounts", "2", "--months", "2", "--per-month", "5", "--seed", "1", "--dry-run") == 0
-    assert "would generate 22 transactions" in capsys.readouterr().out
+    assert f"would generate {2 * (1 + 5 + this_months_rows(market, 5))} transactions" in capsys.readouterr().out
     for table in ("accounts", "transactions", "holdings", "etl_job_runs", "etl_outbox"):
         assert row_count(market, table) == 0, table
 
@@ -346,7 +381,7 @@ def test_the_job_runs_by_path_and_as_etl_command(db, etl_env, tmp_path):
     result = run_etl_process([PYTHON, "-m", "etl", JOB, "--accounts", "1", "--months", "1", "--per-month", "2",
                               "--seed", "2"], etl_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "generated 3 transactions for 1 account(s)" in result.stdout
+    assert f"generated {1 + this_months_rows(db, 2)} transactions for 1 account(s)" in result.stdout
     assert row_count(db, "accounts") == 2
 
 
@@ -373,17 +408,10 @@ def test_prices_carry_forward_from_the_nearest_earlier_trading_day():
     assert book == [None, Decimal("10.5"), Decimal("10.5"), Decimal("10.5"), Decimal("11"), Decimal("11")]
 
 
-def test_a_synthetic_price_depends_only_on_the_seed_and_the_asset():
-    btc = Asset("BTC", "CRYPTO")
-    assert synthetic_price(btc, 1) == synthetic_price(btc, 1) > 0
-    assert synthetic_price(btc, 1) != synthetic_price(btc, 2)
-    assert synthetic_price(btc, 1).as_tuple().exponent == -2
-
-
 def test_the_generator_is_a_function_of_its_seed():
     first_day, last_day = date(2024, 1, 1), date(2024, 6, 15)
     assets = (Asset("AAPL", "STOCK"), Asset("BTC", "CRYPTO"))
-    prices = PriceBook(first_day, {a: [Decimal("101.37")] * 167 for a in assets}, frozenset())
+    prices = PriceBook(first_day, {a: [Decimal("101.37")] * 167 for a in assets})
 
     def generated(seed: int) -> list[tuple]:
         rng = random.Random(seed)
@@ -391,7 +419,7 @@ def test_the_generator_is_a_function_of_its_seed():
         return list(generate_rows(rng, plan, prices))
 
     assert generated(3) == generated(3) != generated(4)
-    assert len(generated(3)) == 2 * (1 + 6 * 10)
+    assert len(generated(3)) == 2 * (1 + 5 * 10 + 5), "June 15th: half of June's rows"
 
 
 def a_price_book(first_day: date, last_day: date, assets: tuple[Asset, ...]) -> PriceBook:
@@ -407,7 +435,7 @@ def first_negative_balance(generated: list[tuple]) -> tuple | None:
     """The first row after which its account's balance of that symbol is below zero, in generation order."""
     balances: dict[tuple[str, str, str], Decimal] = {}
     for row in generated:
-        account, _, symbol, asset_type, credit, debit, _ = row
+        account, _, symbol, asset_type, credit, debit, *_ = row
         key = (account, symbol, asset_type)
         balances[key] = balances.get(key, Decimal(0)) + Decimal(credit) - Decimal(debit)
         if balances[key] < 0:
@@ -417,7 +445,7 @@ def first_negative_balance(generated: list[tuple]) -> tuple | None:
 
 def test_a_withdrawal_is_skipped_when_less_than_a_dollar_is_left():
     plan = Plan((uuid.uuid4(),), date(2024, 1, 1), date(2024, 1, 31), 5, "USD", 0, (), mode="cash_only")
-    account = _AccountSimulation(random.Random(1), plan, PriceBook(plan.first_day, {}, frozenset()), (), "a")
+    account = _AccountSimulation(random.Random(1), plan, PriceBook(plan.first_day, {}, frozenset()), (), [], "a")
     for cash in (0, 1, 99):
         account.cash = cash
         assert account._withdrawal(date(2024, 1, 10)) is None, f"withdrawal from {cash} cents"

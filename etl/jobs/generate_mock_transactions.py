@@ -46,6 +46,8 @@ from etl.config import Settings  # noqa: E402
 from etl.errors import UsageError  # noqa: E402
 from etl.holdings import apply_transactions  # noqa: E402
 from etl.holdings_cli import uuid_list  # noqa: E402
+from etl.mock.accounts import refuse_taken_ids, refuse_used_seed, store_accounts  # noqa: E402
+from etl.mock.actions import load_corporate_actions  # noqa: E402
 from etl.mock.generator import Plan, generate_rows, new_account_ids  # noqa: E402
 from etl.mock.load import copy_transactions  # noqa: E402
 from etl.mock.prices import load_price_book, price_currencies  # noqa: E402
@@ -65,6 +67,7 @@ class Outcome:
     transactions: int
     first_day: date
     last_day: date
+    synthetic: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +120,7 @@ def run(options, settings: Settings) -> RunResult:
         "mode": _mode(args),
     }
     log.info("%s: seed %d", JOB.name, args.seed)
+    refuse_used_seed(settings, args.seed, args.accounts or 0)
     with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
         outcome = generate(run.conn, args)
         run.extra = {
@@ -124,6 +128,7 @@ def run(options, settings: Settings) -> RunResult:
             "transactions": outcome.transactions,
             "first_date": outcome.first_day.isoformat(),
             "last_date": outcome.last_day.isoformat(),
+            "synthetic_prices": list(outcome.synthetic),
         }
         run.rows_upserted = outcome.transactions
     verb = "would generate" if args.dry_run else "generated"
@@ -142,33 +147,21 @@ def generate(conn, args) -> Outcome:
         asset_sql.register_assets(cur, [Asset(args.currency, "CASH", name=f"{args.currency} cash",
                                                currency=args.currency)])
         fresh = new_account_ids(rng, args.accounts or 0)
-        _refuse_existing(cur, fresh, args.seed)
+        refuse_taken_ids(cur, fresh, args.seed)
         accounts = tuple(dict.fromkeys([*args.account_id, *fresh]))
-        cur.execute("INSERT INTO accounts (account_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
-                    ([str(a) for a in accounts],))
+        store_accounts(cur, accounts, args.currency)
         first_day = _months_back(today, args.months - 1)
         plan = Plan(accounts=accounts, first_day=first_day, last_day=today, per_month=args.per_month,
                     currency=args.currency, start_balance_cents=int(args.start_balance.scaleb(2)),
-                    assets=tuple(assets), mode=_mode(args))
-        prices = load_price_book(conn, assets, first_day, today, args.seed)
+                    assets=tuple(assets), mode=_mode(args),
+                    actions=tuple(load_corporate_actions(conn, assets, first_day, today, args.currency)))
+        prices = load_price_book(conn, assets, first_day, today)
         count = copy_transactions(cur, generate_rows(rng, plan, prices))
     log.info("inserted %d transactions for %d account(s); updating holdings", count, len(accounts))
     change = apply_transactions(conn, accounts, today=today)
     log.info("holdings: %d row(s) written, monthly holdings: %d row(s) written",
              change.holdings_written, change.monthly_written)
-    return Outcome(accounts, count, first_day, today)
-
-
-def _refuse_existing(cur, fresh: list[UUID], seed: int) -> None:
-    """Stop (exit 2) when the seed's new account ids exist already: its rows would land in old accounts."""
-    cur.execute("SELECT account_id FROM accounts WHERE account_id = ANY(%s::uuid[]) ORDER BY account_id",
-                ([str(a) for a in fresh],))
-    taken = [str(row[0]) for row in cur.fetchall()]
-    if taken:
-        raise UsageError(f"--seed {seed}: the {len(fresh)} new account id(s) it generates already exist "
-                         f"({len(taken)} of them, e.g. {taken[0]}), so this seed has run on this database "
-                         "before — pass another --seed for new accounts, or --account-id UUID to add "
-                         "history to existing ones")
+    return Outcome(accounts, count, first_day, today, tuple(sorted(a.spec for a in prices.synthetic)))
 
 
 def _tradable_assets(conn, symbols: list[list[Asset]] | None, currency: str) -> list[Asset]:

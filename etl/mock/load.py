@@ -9,7 +9,7 @@ from psycopg2 import sql
 
 from etl import stopping
 
-TRANSACTION_COLUMNS = ("account_id", "date", "symbol", "asset_type", "credit", "debit", "unit")
+TRANSACTION_COLUMNS = ("account_id", "date", "symbol", "asset_type", "credit", "debit", "unit", "kind", "description")
 
 
 class _RowReader(io.TextIOBase):

@@ -1,10 +1,11 @@
 """The prices mock trades are made at: `market_data`, or a logged synthetic price.
 
-A trade on day D uses the asset's `market_data.price` of the nearest trading day
-on or before D. An asset with some history is not traded before its first
-known day. An asset with no history at all gets one synthetic price for the
-whole span, drawn from the seed (so reruns agree) and logged, because mock
-trades at invented prices should never pass unnoticed.
+A trade on day D uses the asset's `market_data.price` (as traded that day) of
+the nearest trading day on or before D, and happens only on a day the asset
+trades (etl.mock.trading_days). An asset with some history is not traded
+before its first known day. An asset with no history at all trades at its
+synthetic price (etl.mock.synthetic: the same in every run), logged, because
+mock trades at invented prices should never pass unnoticed.
 
 `price_currencies` says what currency each asset is priced in, so that a cash
 leg is never paid in another currency than the asset's price.
@@ -13,16 +14,15 @@ leg is never paid in another currency than the asset's price.
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from etl.mock.synthetic import synthetic_prices
+from etl.mock.trading_days import trading_flags
 from etl.models import Asset
 
 log = logging.getLogger(__name__)
-
-_SYNTHETIC_RANGES = {"STOCK": (10, 500), "ETF": (50, 600), "CRYPTO": (1, 60_000)}
 
 _PRICES_STATEMENT = """
     SELECT m.symbol, m.asset_type, m.date, m.price
@@ -51,18 +51,27 @@ _CURRENCIES_STATEMENT = """
 
 @dataclass(frozen=True)
 class PriceBook:
-    """Per asset, the price of every day from `first_day` (None before its first known price)."""
+    """Per asset and day from `first_day`: the price (None before its first known one) and whether it trades."""
 
     first_day: date
     by_asset: dict[Asset, list[Decimal | None]]
-    synthetic: frozenset[Asset]
+    synthetic: frozenset[Asset] = frozenset()
+    trading: dict[Asset, list[bool]] = field(default_factory=dict)
 
     def price(self, asset: Asset, day: date) -> Decimal | None:
         return self.by_asset[asset][(day - self.first_day).days]
 
+    def trades(self, asset: Asset, day: date) -> Decimal | None:
+        """The asset's price when it trades on `day`, else None (a closed market, no price yet)."""
+        offset = (day - self.first_day).days
+        flags = self.trading.get(asset)
+        if flags is not None and not flags[offset]:
+            return None
+        return self.by_asset[asset][offset]
 
-def load_price_book(conn, assets: list[Asset], first_day: date, last_day: date, seed: int) -> PriceBook:
-    """Prices of `assets` for every day of [first_day, last_day], from market_data or synthetic."""
+
+def load_price_book(conn, assets: list[Asset], first_day: date, last_day: date) -> PriceBook:
+    """Prices and trading days of `assets` for [first_day, last_day], from market_data or synthetic."""
     known: dict[Asset, dict[date, Decimal]] = {a: {} for a in assets}
     index = {(a.symbol, a.asset_type): a for a in assets}
     with conn.cursor() as cur:
@@ -73,18 +82,22 @@ def load_price_book(conn, assets: list[Asset], first_day: date, last_day: date, 
             known[index[(symbol, asset_type)]][day] = price
     days = (last_day - first_day).days + 1
     by_asset: dict[Asset, list[Decimal | None]] = {}
-    synthetic = set()
+    trading: dict[Asset, list[bool]] = {}
+    synthetic = []
     for asset in assets:
         if known[asset]:
             by_asset[asset] = carried_forward(known[asset], first_day, days)
+            bar_days = {day for day in known[asset] if day >= first_day}
         else:
-            price = synthetic_price(asset, seed)
-            synthetic.add(asset)
-            log.warning("no price for %s in market_data up to %s: trading it at the synthetic price %s "
-                        "(load its history with fetch_historical_market_data for real prices)",
-                        asset.spec, last_day, price)
-            by_asset[asset] = [price] * days
-    return PriceBook(first_day, by_asset, frozenset(synthetic))
+            by_asset[asset] = list(synthetic_prices(asset.symbol, asset.asset_type, first_day, last_day))
+            bar_days = set()
+            synthetic.append(asset)
+        trading[asset] = trading_flags(asset.asset_type, first_day, days, bar_days)
+    if synthetic:
+        log.warning("no price in market_data up to %s for %s: trading at synthetic prices (a random walk per "
+                    "asset, the same in every run; load history with fetch_historical_market_data for real "
+                    "prices)", last_day, ", ".join(a.spec for a in synthetic))
+    return PriceBook(first_day, by_asset, frozenset(synthetic), trading)
 
 
 def price_currencies(conn, assets: list[Asset]) -> dict[tuple[str, str], str | None]:
@@ -108,11 +121,3 @@ def carried_forward(prices: dict[date, Decimal], first_day: date, days: int) -> 
             position += 1
         result.append(current)
     return result
-
-
-def synthetic_price(asset: Asset, seed: int) -> Decimal:
-    """A plausible price for `asset`, the same for the same seed (2 decimals, > 0)."""
-    low, high = _SYNTHETIC_RANGES.get(asset.asset_type, (10, 500))
-    rng = random.Random(f"{seed}:{asset.spec}")
-    cents = rng.randint(low * 100, high * 100)
-    return Decimal(cents).scaleb(-2)
