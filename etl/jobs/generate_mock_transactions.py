@@ -1,18 +1,24 @@
 """Fill the database with realistic, self-consistent mock accounts and transactions.
 
-Each account opens with a deposit of --start-balance on the first day of the
-history, then gets --per-month transactions every month up to today: a salary
-deposit at the start of each month, other deposits, withdrawals, and buys and
-sells of the chosen assets at the day's price in market_data (the nearest
-earlier trading day; an asset with no price at all trades at a logged
-synthetic price). A buy or sell is two rows, the asset leg and the cash leg.
-No balance, cash or asset, is ever negative on any date. holdings and
-holdings_monthly are updated in the same database transaction, which also
-records the run and its MOCK_TRANSACTIONS_COMPLETE event: a failure leaves
-nothing behind. The same --seed on the same database contents gives the same
-rows; new account ids come from the seed too, so a seed whose new accounts
-already exist is refused (exit 2): use another --seed, or --account-id to add
-history to existing accounts.
+Each account (stored with --currency as its currency) opens with a deposit of
+--start-balance on the first day of the history, then gets --per-month
+transactions every month up to today (this month its share for the days
+elapsed): a salary on the month's first business day, other deposits,
+withdrawals, and buys and sells of the chosen assets at the day's price in
+market_data (the nearest earlier trading day). Stocks and ETFs trade only on
+days their market traded (a stored bar; weekdays where none is stored),
+crypto any day. An asset with no price at all trades at its synthetic price, a
+random walk per asset and day that every run shares, and the run says so.
+Stored dividends and splits (corporate_actions) pay the holders cash and
+extra shares. A buy or sell is two rows, the asset leg and the cash leg; every
+row has a kind and a description ("Buy 3 AAPL @ 187.44"). No balance, cash or
+asset, is ever negative on any date. holdings and holdings_monthly are updated
+in the same database transaction, which also records the run and its
+MOCK_TRANSACTIONS_COMPLETE event: a failure leaves nothing behind. The same
+--seed on the same database contents gives the same rows; new account ids come
+from the seed too, so a seed whose new accounts already exist is refused
+(exit 2, before any run is recorded): use another --seed, or --account-id to
+add history to existing accounts.
 
 Only assets priced in the cash currency (--currency) are traded, so a cash leg
 is always in the asset's own currency: by default the others are left out
