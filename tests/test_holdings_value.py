@@ -6,6 +6,7 @@ import json
 from datetime import date
 from decimal import Decimal
 
+import psycopg2.errors
 import pytest
 
 from support.db import rows
@@ -132,3 +133,28 @@ def test_mock_accounts_are_stored_with_their_currency(db):
     assert run_etl("generate_mock_transactions", "--accounts", "2", "--months", "1", "--per-month", "2",
                    "--seed", "3", "--currency", "EUR", "--cash-only") == 0
     assert rows(db, "SELECT DISTINCT currency FROM accounts") == [("EUR",)]
+
+
+def test_holdings_value_has_help_and_refuses_an_unknown_format(etl_env, capsys):
+    with pytest.raises(SystemExit) as help_exit:
+        run_etl("holdings", "value", "--help")
+    assert help_exit.value.code == 0 and "holdings_monthly_value" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad_exit:
+        run_etl("holdings", "value", "--format", "csv")
+    assert bad_exit.value.code == 2 and "invalid choice: 'csv'" in capsys.readouterr().err
+
+
+def test_migration_0010_applies_again_to_a_database_in_use(small_accounts):
+    from etl.utils.db_utils import migration_files
+
+    [statements] = [text for version, text in migration_files() if version.startswith("0010_")]
+    before = rows(small_accounts, f"SELECT account_id, symbol, month, {VALUE_COLUMNS} FROM holdings_monthly_value "
+                                  "ORDER BY 1, 2, 3")
+    small_accounts.cursor().execute(statements)
+    after = rows(small_accounts, f"SELECT account_id, symbol, month, {VALUE_COLUMNS} FROM holdings_monthly_value "
+                                 "ORDER BY 1, 2, 3")
+    assert before and after == before
+    with pytest.raises(psycopg2.errors.CheckViolation, match="transactions_kind_known"):
+        small_accounts.cursor().execute(
+            f"INSERT INTO transactions (account_id, date, symbol, asset_type, credit, unit, kind) "
+            f"VALUES ('{EUR_ACCOUNT}', '2024-03-01', 'EUR', 'CASH', 1, 'EUR', 'gift')")
