@@ -36,6 +36,7 @@ bench: venv
 	$(PY) bench/load.py
 	$(PY) bench/backfill.py
 	$(PY) bench/transactions.py
+	$(PY) bench/rebase.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,6 +26,7 @@ class Command:
 # Commands with a module of their own (the jobs come from etl.registry).
 COMMANDS = {
     "holdings": Command("etl.holdings_cli:main", "rebuild holdings from transactions; what they were worth each month"),
+    "history": Command("etl.history_cli:main", "rebase stored history onto its corporate actions"),
     "worker": Command("etl.worker:main", "run jobs requested on Kafka"),
 }
 

@@ -237,3 +237,59 @@ def test_days_before_the_stated_first_trading_day_are_settled_even_by_an_empty_a
     yahoo.api.reset()
     assert backfill("NEWCO:STOCK", start=date(2024, 1, 1), end=date(2024, 3, 29)) == 0
     assert yahoo.requested_days("NEWCO")[0][0] == date(2024, 3, 1)
+
+
+# ---- existing databases ----
+
+def as_an_older_release_stored_it(db, symbol: str, ex_date: date, ratio: int) -> None:
+    """Rewrite the stored rows as the code before corporate actions left them: the days before the
+    split at the provider's split-adjusted close, adj_close on an older basis, no actions, never checked."""
+    with db.cursor() as cur:
+        cur.execute("""
+            UPDATE market_data SET price = price / %(r)s, open = open / %(r)s, high = high / %(r)s,
+                   low = low / %(r)s, volume = volume * %(r)s
+             WHERE symbol = %(s)s AND date < %(d)s""", {"r": ratio, "s": symbol, "d": ex_date})
+        cur.execute("UPDATE market_data SET adj_close = adj_close * 1.03 WHERE symbol = %s", (symbol,))
+        cur.execute("DELETE FROM corporate_actions WHERE symbol = %s", (symbol,))
+        cur.execute("UPDATE asset SET corporate_actions_checked = NULL WHERE symbol = %s", (symbol,))
+
+
+def test_the_first_run_after_an_upgrade_restores_prices_as_traded_and_one_basis_in_its_usual_request(yahoo, db):
+    start, ex_date, today = recent_window()
+    yahoo.splits["AAPL"] = [(ex_date, 4, 1)]
+    assert backfill("AAPL:STOCK", start=start, end=today) == 0
+    truth = stored(db, "AAPL")
+    as_an_older_release_stored_it(db, "AAPL", ex_date, 4)
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", start=start, end=today) == 0
+    assert yahoo.requested_days("AAPL") == [(min(truth), today)]
+    assert stored(db, "AAPL") == truth
+    assert [a[:3] for a in actions(db, "AAPL")] == [(ex_date, "split", Decimal(4))]
+    assert last_event(db)["rebased"] == ["AAPL"]
+    yahoo.api.reset()
+    assert backfill("AAPL:STOCK", start=start, end=today) == 0
+    assert yahoo.requested_days("AAPL") == [(today - timedelta(days=3), today)]
+
+
+def test_history_rebase_refetches_each_stocks_stored_span_in_one_request_and_leaves_crypto(yahoo, db, capsys):
+    start, ex_date, today = recent_window()
+    yahoo.splits["AAPL"] = [(ex_date, 4, 1)]
+    assert backfill("AAPL:STOCK", "BTC:CRYPTO", start=start, end=today) == 0
+    truth = stored(db, "AAPL")
+    as_an_older_release_stored_it(db, "AAPL", ex_date, 4)
+    with db.cursor() as cur:
+        cur.execute("UPDATE asset SET corporate_actions_checked = %s WHERE symbol = 'AAPL'", (today,))
+    yahoo.api.reset()
+    assert run_etl("history", "rebase", "--symbols", "AAPL:STOCK,BTC:CRYPTO") == 0
+    assert yahoo.requested_days("AAPL") == [(min(truth), today)]
+    assert yahoo.chart_requests("BTC-USD") == []
+    assert stored(db, "AAPL") == truth
+    assert last_event(db)["params"]["rebase"] is True and last_event(db)["rebased"] == ["AAPL"]
+    assert "etl history rebase: 2 asset(s) done, 0 failed" in capsys.readouterr().out
+
+
+def test_history_rebase_has_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        run_etl("history", "rebase", "--help")
+    assert done.value.code == 0
+    assert "--symbols" in capsys.readouterr().out

@@ -49,6 +49,7 @@ class Loaded:
     bars: list[Bar] = field(default_factory=list)         # as traded, as upserted
     new_actions: list[CorporateAction] = field(default_factory=list)
     rebased: bool = False
+    rebased_rows: int = 0                                  # stored rows whose adj_close was multiplied
 
 
 def load_asset(cur, asset: Asset, answers: Sequence[Answered], *, fetched_at: datetime, today: date) -> Loaded:
@@ -87,7 +88,7 @@ def load_asset(cur, asset: Asset, answers: Sequence[Answered], *, fetched_at: da
                         "same factor", asset.spec, day, fresh[day], expected, DISAGREEMENT * 100)
             new_factors.append((day, drift))
     if new_factors:
-        rebase(cur, asset, new_factors, exclude=fresh)
+        loaded.rebased_rows = rebase(cur, asset, new_factors, exclude=fresh)
         loaded.rebased = first_stored is not None and first_stored < max(day for day, _ in new_factors)
     fill_adj_close(cur, asset, factors_of(known + loaded.new_actions, closes))
     if any(asset.asset_type in provider_class(answer.provider).reports_actions for answer in answers):
