@@ -59,6 +59,20 @@ class DeferredError(RetryableError):
     """Every provider that could serve the asset has spent its daily quota: try again tomorrow."""
 
 
+class UnusableAnswerError(RetryableError):
+    """An answer about one asset that could not be read (a wrong shape, a number out of range): that
+    asset alone fails with it, or its next provider is asked; the rest of the run goes on."""
+
+
+class ProviderUnavailableError(RetryableError):
+    """The provider cannot serve this client for now: not asked again in this run, the next
+    provider of each chain takes over."""
+
+
+class ProviderUnreachableError(ProviderUnavailableError):
+    """No connection could be made to the provider (DNS failure, refused) even after the retries."""
+
+
 class NotFoundError(EtlError):
     """Unknown or delisted symbol: skip this asset, the others go on."""
 

@@ -132,3 +132,22 @@ def test_infinite_price_is_a_check_violation(seeded):
 
 def test_nan_credit_is_a_check_violation(seeded):
     assert rejected(seeded, *transaction_row(credit="NaN")) == codes.CHECK_VIOLATION
+
+
+# ---- value bounds (migration 0011): the same as etl/validate.py's ----
+
+@pytest.mark.parametrize("column, value", [("price", "1e12"), ("price", "1e-13"), ("volume", "1e400"),
+                                           ("volume", "1e15"), ("adj_close", "1e400"), ("change", "-1e12"),
+                                           ("percent_change", "1e9")])
+def test_a_number_outside_its_bounds_is_a_check_violation(seeded, column, value):
+    values = {"price": "10", column: value}
+    statement = (f"INSERT INTO market_data (symbol, asset_type, date, source, as_of, {', '.join(values)}) "
+                 f"VALUES ('AAPL', 'STOCK', '2024-01-02', 'test', now(), {', '.join(['%s'] * len(values))})")
+    assert rejected(seeded, statement, tuple(values.values())) == codes.CHECK_VIOLATION
+
+
+def test_a_tiny_crypto_price_and_a_huge_volume_inside_the_bounds_are_accepted(seeded):
+    execute(seeded, "INSERT INTO asset (symbol, asset_type) VALUES ('SHIB', 'CRYPTO')")
+    execute(seeded, "INSERT INTO market_data (symbol, asset_type, date, price, volume, source, as_of) "
+                    "VALUES ('SHIB', 'CRYPTO', '2024-01-02', 0.0000000123, 999999999999999, 'test', now())")
+    assert scalar(seeded, "SELECT count(*) FROM market_data") == 1

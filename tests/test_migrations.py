@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 import subprocess
 
 import psycopg2
@@ -104,3 +105,31 @@ def test_sessions_use_utc_whatever_the_clients_time_zone(etl_env, database_url, 
     assert scalar(conn, "SHOW timezone") == "UTC"
     assert scalar(conn, "SELECT current_date = (now() AT TIME ZONE 'UTC')::date")
     conn.close()
+
+
+BOUNDS = "0011_value_bounds"
+
+
+def test_the_value_bounds_migration_brings_rows_stored_before_it_inside_the_bounds(db, schema):
+    """A database migrated before 0011, holding what the old validation let through, takes 0011."""
+    with db.cursor() as cur:
+        cur.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%%\\_bounds' "
+                    "AND connamespace = %s::regnamespace", (schema,))
+        for (name,) in cur.fetchall():
+            table = "corporate_actions" if name.startswith("corporate_actions") else "market_data"
+            cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        cur.execute("DELETE FROM schema_migrations WHERE version = %s", (BOUNDS,))
+        cur.execute("INSERT INTO asset (symbol, asset_type) VALUES ('AAPL', 'STOCK')")
+        cur.execute("""INSERT INTO market_data (symbol, asset_type, date, price, volume, adj_close, change, source, as_of)
+                       VALUES ('AAPL', 'STOCK', '2024-01-02', 10, 1e400, 9.5, 1, 'test', now()),
+                              ('AAPL', 'STOCK', '2024-01-03', 1e13, 5, NULL, NULL, 'test', now()),
+                              ('AAPL', 'STOCK', '2024-01-04', 11, 5, 1e-300, 1e300, 'test', now())""")
+        cur.execute("""INSERT INTO corporate_actions (symbol, asset_type, date, kind, ratio, source)
+                       VALUES ('AAPL', 'STOCK', '2024-01-02', 'split', 4, 'test'),
+                              ('AAPL', 'STOCK', '2024-01-03', 'split', 1e-300, 'test')""")
+    assert migrate(db, schema) == [BOUNDS]
+    assert rows(db, "SELECT date::text, price, volume, adj_close, change FROM market_data ORDER BY date") == [
+        ("2024-01-02", 10, None, Decimal("9.5"), 1), ("2024-01-04", 11, 5, None, None)]
+    assert rows(db, "SELECT ratio FROM corporate_actions") == [(4,)]
+    assert scalar(db, "SELECT count(*) FROM pg_constraint WHERE conname LIKE '%%\\_bounds' "
+                      "AND connamespace = %s::regnamespace", (schema,)) == 10

@@ -6,9 +6,11 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from etl.models import Bar, Quote
-from etl.validate import CLOSE_TOLERANCE, to_decimal, to_major_unit, validate_bars, validate_quotes
+from etl.validate import (CLOSE_TOLERANCE, MAX_PRICE, MAX_VOLUME, MIN_PRICE, percent_change, sane_ratio, to_decimal,
+                          to_major_unit, validate_bars, validate_quotes)
 
 START, END, TODAY = date(2024, 1, 1), date(2024, 1, 31), date(2024, 2, 15)
 
@@ -215,3 +217,79 @@ def test_the_same_symbol_as_two_asset_types_is_two_quotes():
     crypto = Quote(**{**{f: getattr(stock, f) for f in Quote.__slots__}, "asset_type": "CRYPTO"})
     result = validate_quotes([stock, crypto], TODAY)
     assert len(result.rows) == 2
+
+
+# ---- bounds: every number stored has them, and no value makes validation raise ----
+
+def test_a_quote_outside_its_own_low_high_is_dropped_like_a_bar():
+    assert only_reason(validate_quotes([quote(price="120", low="98", high="101")], TODAY)) == "close outside low-high"
+
+
+def test_a_quote_just_outside_its_range_by_rounding_is_kept():
+    edge = str(Decimal("101") * (1 + CLOSE_TOLERANCE))
+    assert len(validate_quotes([quote(price=edge, low="98", high="101")], TODAY).rows) == 1
+
+
+@pytest.mark.parametrize("price, kept", [("1e400", False), (str(MAX_PRICE), False), ("999999999999.99", True),
+                                         ("0.00000001", True), (str(MIN_PRICE), True), ("1e-13", False),
+                                         ("1e-400", False)])
+def test_a_price_is_kept_only_inside_its_bounds(price, kept):
+    bars = validate_bars([bar(5, price, open=None, high=None, low=None, adj_close=None)], START, END, TODAY)
+    quotes = validate_quotes([quote(price=price)], TODAY)
+    assert (len(bars.rows), len(quotes.rows)) == ((1, 1) if kept else (0, 0))
+
+
+@pytest.mark.parametrize("volume, kept", [("0", True), ("999999999999999", True), (str(MAX_VOLUME), False),
+                                          ("1e400", False), ("-1", False)])
+def test_a_volume_is_kept_only_inside_its_bounds(volume, kept):
+    assert len(validate_bars([bar(5, volume=volume)], START, END, TODAY).rows) == (1 if kept else 0)
+    assert (validate_quotes([quote(volume=volume)], TODAY).rows[0].volume is not None) == kept
+
+
+@pytest.mark.parametrize("field, value", [("change", "1e400"), ("change", "-1e12"), ("percent_change", "1e9"),
+                                          ("percent_change", "-1e400")])
+def test_an_out_of_bounds_change_is_left_out_of_a_quote(field, value):
+    (kept,) = validate_quotes([quote(**{field: value})], TODAY).rows
+    assert getattr(kept, field) is None
+
+
+@pytest.mark.parametrize("price, previous", [("1e400", "5"), ("5", "1e-400"), ("1e999999999", "1"), ("NaN", "1"),
+                                             ("sNaN", "1"), ("1", "0"), ("1", "-Infinity")])
+def test_percent_change_of_any_two_numbers_never_raises(price, previous):
+    assert percent_change(Decimal(price), Decimal(previous)) == (None, None)
+
+
+def test_percent_change_of_good_prices_is_exact_to_six_places():
+    assert percent_change(Decimal("103"), Decimal("100")) == (Decimal("3"), Decimal("3.000000"))
+
+
+@pytest.mark.parametrize("numerator, denominator, ratio", [("4", "1", Decimal(4)), ("1", "10", Decimal("0.1")),
+                                                           ("1e400", "1", None), ("1", "1e400", None),
+                                                           ("0", "1", None), ("NaN", "1", None), ("1", "sNaN", None)])
+def test_a_split_ratio_is_kept_only_inside_its_bounds(numerator, denominator, ratio):
+    assert sane_ratio(Decimal(numerator), Decimal(denominator)) == ratio
+
+
+def test_a_minor_unit_price_of_any_size_converts_without_raising():
+    assert to_major_unit(Decimal("1e999999999"), "GBp")[1] == "GBP"
+
+
+awkward_numbers = st.one_of(st.decimals(allow_nan=True, allow_infinity=True),
+                            st.sampled_from([Decimal(t) for t in ("sNaN", "-sNaN", "1e999999999", "-1e999999999",
+                                                                   "1e-999999999", "1e400", "-0")]),
+                            st.none())
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(price=awkward_numbers, low=awkward_numbers, high=awkward_numbers, volume=awkward_numbers,
+       change=awkward_numbers)
+def test_no_value_makes_validation_raise_and_every_kept_number_is_in_bounds(price, low, high, volume, change):
+    as_text = {k: (None if v is None else str(v)) for k, v in
+               {"low": low, "high": high, "volume": volume}.items()}
+    bars = validate_bars([bar(5, None if price is None else str(price), open=None, adj_close=None, **as_text)],
+                         START, END, TODAY)
+    quotes = validate_quotes([quote(price=None if price is None else str(price), change=None if change is None
+                                    else str(change), **as_text)], TODAY)
+    for row in [*bars.rows, *quotes.rows]:
+        assert MIN_PRICE <= row.price < MAX_PRICE
+        assert row.volume is None or 0 <= row.volume < MAX_VOLUME

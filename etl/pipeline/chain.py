@@ -4,7 +4,9 @@ Order for an asset: `--provider` alone when given (the user asked for it by
 name); otherwise the asset's own `asset.provider` (when set), then the
 configured chain of its type (`*_PROVIDERS`). Providers that do
 not cover the type are skipped. A retryable or not-found error moves on to the
-next provider; a fatal one stops the job. For history, a provider serves only
+next provider; a fatal one stops the job. Any other exception raised while one
+asset's answer is fetched or read is that asset's UnusableAnswerError (a
+retryable error: its next provider is asked), never the run's. For history, a provider serves only
 the days its declared `history_depth` of the asset's type reaches: the older rest of a span
 is asked of the providers after it, and a provider that reaches none of the
 span is not asked at all (`history_parts`). An answer as long as the provider's
@@ -37,7 +39,8 @@ from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span
 from etl.providers import make_provider, provider_class
-from etl.providers.base import Limits, Provider
+from etl.providers.answers import reading
+from etl.providers.base import Limits, Provider, subject_of
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +230,8 @@ class ProviderChain:
             first = start if reach is None else max(start, reach)
             try:
                 while last >= first:
-                    answer = self.provider(name).history_answer(for_provider(asset, name), first, last)
+                    with reading(name, asset.spec):
+                        answer = self.provider(name).history_answer(for_provider(asset, name), first, last)
                     bars = answer.bars
                     covered = covered_from(bars, first, provider_limits(name).max_points)
                     parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
@@ -296,7 +300,8 @@ class ProviderChain:
             batch = group[first:first + size]
             seen_as = {for_provider(asset, name): asset for asset in batch}
             try:
-                answer = provider.quotes(list(seen_as))
+                with reading(name, subject_of(batch)):
+                    answer = provider.quotes(list(seen_as))
             except QuotaExhaustedError as exc:
                 self._exhaust(name, exc)
                 for asset in group[first:]:

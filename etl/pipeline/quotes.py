@@ -85,6 +85,10 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
         run.failed(asset.symbol, str(error))
         if isinstance(error, DeferredError):
             run.extra.setdefault("deferred", []).append(asset.symbol)
+    why = {(q.symbol, q.asset_type): f"{q.source}: the quote of {q.symbol}:{q.asset_type} failed validation "
+           f"({problem})" for q, problem in validated.rejected}
     for asset in dropped:
-        run.failed(asset.symbol, f"{asset.spec}: the provider's quote failed validation — see the log")
+        run.failed(asset.symbol, why.get((asset.symbol, asset.asset_type),
+                                         f"{asset.spec}: the provider's quote failed validation")
+                   + " — it is asked again on the next run")
 

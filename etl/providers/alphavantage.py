@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
-from etl.providers.answers import UNKNOWN_SYMBOL, fetch_json, reported_error, unexpected_answer
+from etl.providers.answers import UNKNOWN_SYMBOL, answer_parser, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal
@@ -150,6 +150,7 @@ def _field(values: Mapping[str, Any], name: str) -> Decimal | None:
     return None
 
 
+@answer_parser(NAME)
 def parse_daily(payload: Mapping[str, Any], asset: Asset, function: str, currency: str | None) -> list[Bar]:
     """Bars from a daily time series payload (keys are trading dates), as given."""
     series = payload.get(SERIES_KEYS[function]) or {}
@@ -167,6 +168,7 @@ def parse_daily(payload: Mapping[str, Any], asset: Asset, function: str, currenc
     return sorted(bars, key=lambda bar: bar.date)
 
 
+@answer_parser(NAME)
 def parse_global_quote(payload: Mapping[str, Any], asset: Asset, currency: str | None, fetched_at: datetime,
                        where: str) -> Quote:
     """A stock quote from GLOBAL_QUOTE; an empty "Global Quote" means an unknown symbol."""
@@ -186,6 +188,7 @@ def parse_global_quote(payload: Mapping[str, Any], asset: Asset, currency: str |
                  volume=to_decimal(values.get("06. volume")), currency=currency)
 
 
+@answer_parser(NAME)
 def parse_exchange_rate(payload: Mapping[str, Any], asset: Asset, currency: str | None, fetched_at: datetime,
                         where: str) -> Quote:
     """A forex or crypto quote from CURRENCY_EXCHANGE_RATE, stamped with its "Last Refreshed" time."""

@@ -8,13 +8,22 @@ APIs that take a key in the query, or that quote it back in their own messages
 `etl.errors` class a body error is stays each provider's call (it depends on
 the API's codes and wording); `error_for_code` covers the HTTP-like codes many
 APIs put in their bodies.
+
+Whatever else goes wrong while reading an answer (a list where an object was
+documented, a number no Decimal can hold) is the answer's fault, not the run's:
+`reading` and `answer_parser` turn any such exception into an
+UnusableAnswerError naming the provider and the asset it was about, so that
+asset alone fails (or its next provider is asked) and the run goes on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import functools
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from etl.errors import EtlError, FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.errors import EtlError, FatalError, NotFoundError, RateLimitedError, RetryableError, UnusableAnswerError
+from etl.models import Asset
 from etl.utils.fetch_utils import ProviderSession, get_json
 from etl.utils.log_utils import REDACTED, redact
 
@@ -63,3 +72,39 @@ def error_for_code(code: Any, prefix: str, message: str, *, key_variable: str | 
 def unexpected_answer(provider: str, where: str, what: str = "not a JSON object") -> RetryableError:
     """A JSON answer of the wrong shape: the API is having a bad moment."""
     return RetryableError(f"{provider}: unexpected answer from {where} ({what}) — {TRY_LATER}")
+
+
+def unusable_answer(provider: str, subject: str, exc: BaseException) -> UnusableAnswerError:
+    """The error for an answer about `subject` that broke the parser with `exc`."""
+    detail = str(exc)
+    what = type(exc).__name__ if not detail or detail.startswith("[<class") else f"{type(exc).__name__}: {detail}"
+    return UnusableAnswerError(f"{provider}: unusable answer for {subject} ({scrub(what[:120], None)}) — "
+                               f"{TRY_LATER} or put another provider first in its chain")
+
+
+@contextmanager
+def reading(provider: str, subject: str) -> Iterator[None]:
+    """Read an answer about `subject`: a typed error passes, any other exception becomes its
+    UnusableAnswerError."""
+    try:
+        yield
+    except EtlError:
+        raise
+    except Exception as exc:
+        raise unusable_answer(provider, subject, exc) from exc
+
+
+Parser = TypeVar("Parser", bound=Callable[..., Any])
+
+
+def answer_parser(provider: str) -> Callable[[Parser], Parser]:
+    """Decorate a pure parse function of `provider`: it returns rows or raises a typed error, never
+    anything else. The subject named is the first Asset among its arguments (else "its answer")."""
+    def decorate(parse: Parser) -> Parser:
+        @functools.wraps(parse)
+        def parse_contained(*args, **kwargs):
+            asset = next((a for a in (*args, *kwargs.values()) if isinstance(a, Asset)), None)
+            with reading(provider, asset.spec if asset else f"its answer ({parse.__name__})"):
+                return parse(*args, **kwargs)
+        return parse_contained  # type: ignore[return-value]
+    return decorate

@@ -11,11 +11,13 @@ know about the provider (its name, settings variables, coverage and limits):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from etl.models import AS_TRADED, Asset, Bar, HistoryAnswer, PriceBasis, Quote
+from etl.providers.answers import reading
 from etl.utils.fetch_utils import ProviderSession
 
 
@@ -41,7 +43,12 @@ class QuoteBatch:
 
 
 class Provider:
-    """Base class: subclasses set the class attributes and implement the two methods."""
+    """Base class: subclasses set the class attributes and implement the two methods.
+
+    Every subclass's `history`, `history_answer` and `quotes` return rows or raise the typed errors
+    of `etl.errors`, nothing else: any other exception (an answer of a shape no parser expected)
+    becomes an UnusableAnswerError naming the provider and the assets asked for.
+    """
 
     name: ClassVar[str]                          # as in settings, `asset.provider` and `source`
     base_url_variable: ClassVar[str]             # the setting that points it elsewhere (tests, proxies)
@@ -56,6 +63,12 @@ class Provider:
     price_basis: ClassVar[PriceBasis] = AS_TRADED
     gives_adj_close: ClassVar[bool] = False
     reports_actions: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method in CONTAINED_METHODS:
+            if method in cls.__dict__:
+                setattr(cls, method, _contained(cls.__dict__[method]))
 
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         self.session = session
@@ -97,3 +110,24 @@ class Provider:
 def unix_seconds(day: date) -> int:
     """00:00 UTC of `day` as Unix seconds, the way APIs take a date in their queries."""
     return int(datetime.combine(day, time(0), timezone.utc).timestamp())
+
+
+CONTAINED_METHODS = ("history", "history_answer", "quotes")
+
+
+def _contained(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` of a provider, any untyped exception it raises turned into the asked assets' UnusableAnswerError."""
+    @functools.wraps(method)
+    def contained(self: Provider, assets: Asset | Sequence[Asset], *args, **kwargs):
+        with reading(self.name, subject_of(assets)):
+            return method(self, assets, *args, **kwargs)
+    return contained
+
+
+def subject_of(assets: Asset | Sequence[Asset]) -> str:
+    """`AAPL:STOCK`, or `the quotes of AAPL:STOCK, MSFT:STOCK …` (at most three named)."""
+    if isinstance(assets, Asset):
+        return assets.spec
+    specs = [asset.spec for asset in assets]
+    more = f" and {len(specs) - 3} more" if len(specs) > 3 else ""
+    return f"the quotes of {', '.join(specs[:3])}{more}"

@@ -33,9 +33,9 @@ from bisect import bisect_left
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from etl.errors import EtlError, FatalError, NotFoundError, RetryableError
+from etl.errors import EtlError, FatalError, NotFoundError, RetryableError, UnusableAnswerError
 from etl.models import Asset, Bar, Quote
-from etl.providers.answers import error_for_code, fetch_json, reported_error, unexpected_answer
+from etl.providers.answers import answer_parser, error_for_code, fetch_json, reading, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
 from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal
@@ -154,6 +154,7 @@ def _close_of_each_day(series: Any) -> dict[date, tuple[datetime, Any]]:
     return days
 
 
+@answer_parser(NAME)
 def parse_market_chart(payload: Mapping[str, Any], asset: Asset) -> list[Bar]:
     """One bar per UTC day: the price and 24 h volume at the day's close (`_close_of_each_day`)."""
     prices = _close_of_each_day(payload.get("prices"))
@@ -169,19 +170,24 @@ def parse_simple_price(payload: Mapping[str, Any], assets_by_id: Mapping[str, As
     """Quotes for the ids the answer prices; an id left out or without a USD price is a failure."""
     batch = QuoteBatch()
     for coin_id, asset in assets_by_id.items():
-        entry = payload.get(coin_id)
-        price = to_decimal(entry.get("usd")) if isinstance(entry, dict) else None
-        if price is None:
-            batch.failures[asset] = NotFoundError(
-                f"{NAME}: no USD price for {coin_id} in the answer from {where} — check the coin id or set "
-                "the asset's provider_symbol")
-            continue
-        stamp = entry.get("last_updated_at")
-        as_of = datetime.fromtimestamp(stamp, timezone.utc) if isinstance(stamp, int) else fetched_at
-        batch.quotes.append(Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=as_of.date(), price=price,
-                                  as_of=as_of, source=NAME, percent_change=to_decimal(entry.get("usd_24h_change")),
-                                  volume=to_decimal(entry.get("usd_24h_vol")), currency=CURRENCY))
+        try:
+            with reading(NAME, f"{coin_id} ({asset.spec})"):
+                batch.quotes.append(_simple_quote(payload.get(coin_id), coin_id, asset, where, fetched_at))
+        except (NotFoundError, UnusableAnswerError) as exc:
+            batch.failures[asset] = exc
     return batch
+
+
+def _simple_quote(entry: Any, coin_id: str, asset: Asset, where: str, fetched_at: datetime) -> Quote:
+    price = to_decimal(entry.get("usd")) if isinstance(entry, dict) else None
+    if price is None:
+        raise NotFoundError(f"{NAME}: no USD price for {coin_id} in the answer from {where} — check the coin id or "
+                            "set the asset's provider_symbol")
+    stamp = entry.get("last_updated_at")
+    as_of = datetime.fromtimestamp(stamp, timezone.utc) if isinstance(stamp, int) else fetched_at
+    return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=as_of.date(), price=price,
+                 as_of=as_of, source=NAME, percent_change=to_decimal(entry.get("usd_24h_change")),
+                 volume=to_decimal(entry.get("usd_24h_vol")), currency=CURRENCY)
 
 
 def pick_coin_id(payload: Mapping[str, Any], symbol: str) -> str | None:

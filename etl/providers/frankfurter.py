@@ -20,8 +20,9 @@ from datetime import date, datetime, time, timezone
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
-from etl.errors import NotFoundError, RetryableError
+from etl.errors import NotFoundError, RetryableError, UnusableAnswerError
 from etl.models import Asset, Bar, Quote
+from etl.providers.answers import answer_parser, reading
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, get_json
 from etl.validate import to_decimal
@@ -59,6 +60,7 @@ def fetch_history(session: ProviderSession, base_url: str, base: str, quote: str
     return get_json(session, f"{base_url}/{start.isoformat()}..{end.isoformat()}", params)
 
 
+@answer_parser(NAME)
 def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     """One bar per published date; the price is the rate (no open/high/low/volume)."""
     where = where or asset.spec
@@ -90,16 +92,22 @@ def parse_latest(payload: Any, assets: Sequence[Asset], where: str) -> QuoteBatc
         raise RetryableError(f"{NAME}: unreadable date {payload.get('date')!r} in {where} — try again later") from None
     batch = QuoteBatch()
     for asset in assets:
-        base, quote = split_pair(asset)
-        price = to_decimal(rates.get(quote))
-        if price is None:
-            batch.failures[asset] = NotFoundError(f"{NAME}: no {base}/{quote} rate in {where} — the ECB does not "
-                                                  "publish this currency; use another provider for it")
-            continue
-        batch.quotes.append(Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=price,
-                                  as_of=publication_time(day), currency=quote, source=NAME,
-                                  name=f"{base}/{quote}", exchange="ECB"))
+        try:
+            with reading(NAME, asset.spec):
+                batch.quotes.append(_latest_quote(rates, day, asset, where))
+        except (NotFoundError, UnusableAnswerError) as exc:
+            batch.failures[asset] = exc
     return batch
+
+
+def _latest_quote(rates: dict, day: date, asset: Asset, where: str) -> Quote:
+    base, quote = split_pair(asset)
+    price = to_decimal(rates.get(quote))
+    if price is None:
+        raise NotFoundError(f"{NAME}: no {base}/{quote} rate in {where} — the ECB does not publish this currency; "
+                            "use another provider for it")
+    return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=day, price=price,
+                 as_of=publication_time(day), currency=quote, source=NAME, name=f"{base}/{quote}", exchange="ECB")
 
 
 class FrankfurterProvider(Provider):

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
 from etl.models import Asset, Bar, Quote
-from etl.providers.answers import error_for_code, fetch_json, reported_error, unexpected_answer
+from etl.providers.answers import answer_parser, error_for_code, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal, to_major_unit
@@ -107,6 +107,7 @@ def _major(values: Mapping[str, Decimal | None], currency: str | None) -> tuple[
     return converted, major
 
 
+@answer_parser(NAME)
 def parse_time_series(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> list[Bar]:
     """Daily bars from a /time_series payload, as given (nulls stay None; validation judges)."""
     meta = payload.get("meta") or {}
@@ -126,6 +127,7 @@ def parse_time_series(payload: Mapping[str, Any], asset: Asset, provider_symbol:
     return bars
 
 
+@answer_parser(NAME)
 def parse_quote(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> Quote:
     """One asset's quote from its /quote object. The trading date is the object's `datetime`
     (the exchange's own calendar); `as_of` is the last quote time, else the bar's timestamp."""

@@ -39,17 +39,17 @@ from typing import Any, Sequence
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError, UnusableAnswerError
 from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer, Quote
+from etl.providers.answers import answer_parser, reading
 from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
 from etl.utils.fetch_utils import ProviderSession, get_json
-from etl.validate import to_decimal, to_major_unit
+from etl.validate import is_good_dividend, percent_change, sane_ratio, to_decimal, to_major_unit
 
 log = logging.getLogger(__name__)
 
 NAME = "yahoo"
 SPARK_MAX_SYMBOLS = 20
-PERCENT_PLACES = Decimal("0.000001")
 NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
 # The chart window opens this many days before the first day asked (see the module docstring).
 LEAD_DAYS = 7
@@ -193,6 +193,7 @@ def _price(value: Any, currency: str | None) -> Decimal | None:
     return to_major_unit(to_decimal(value), currency)[0]
 
 
+@answer_parser(NAME)
 def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     """Bars from a chart payload, one per timestamp, prices in the major currency.
 
@@ -227,6 +228,7 @@ def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     return bars
 
 
+@answer_parser(NAME)
 def parse_actions(payload: Any, asset: Asset) -> list[CorporateAction]:
     """The splits and dividends in a chart payload's `events`, dated in the exchange's time zone.
 
@@ -248,7 +250,7 @@ def parse_actions(payload: Any, asset: Asset) -> list[CorporateAction]:
                                            "split", NAME, ratio=ratio))
     for event in (events.get("dividends") or {}).values():
         amount, currency = to_major_unit(to_decimal(event.get("amount")), raw_currency)
-        if amount is not None and amount.is_finite() and amount > 0 and event.get("date") is not None:
+        if is_good_dividend(amount) and event.get("date") is not None:
             actions.append(CorporateAction(asset.symbol, asset.asset_type, trading_date(event["date"], zone),
                                            "dividend", NAME, amount=amount, currency=currency))
     return actions
@@ -260,11 +262,10 @@ def split_ratio(event: dict) -> Decimal | None:
     if numerator is None or denominator is None:
         before, _, after = str(event.get("splitRatio") or "").partition(":")
         numerator, denominator = to_decimal(before), to_decimal(after)
-    if numerator is None or denominator is None or not (numerator > 0 and denominator > 0):
-        return None
-    return numerator / denominator
+    return sane_ratio(numerator, denominator)
 
 
+@answer_parser(NAME)
 def first_trade_date(payload: Any) -> date | None:
     """The first trading day Yahoo states for the symbol (`meta.firstTradeDate`), if any."""
     result = chart_result(payload, "")
@@ -282,6 +283,7 @@ def fetch_spark(session: ProviderSession, base_url: str, symbols: Sequence[str])
     return get_json(session, f"{base_url}/v7/finance/spark", params)
 
 
+@answer_parser(NAME)
 def quote_from_chart(chart: dict, asset: Asset) -> Quote:
     """A Quote from one chart-shaped object (`meta` plus the day's arrays)."""
     meta = chart.get("meta") or {}
@@ -290,10 +292,7 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
     previous = _price(meta.get("previousClose"), raw_currency)
     if previous is None:
         previous = _price(meta.get("chartPreviousClose"), raw_currency)
-    change = percent = None
-    if price is not None and previous is not None and previous.is_finite() and previous > 0:
-        change = price - previous
-        percent = (change / previous * 100).quantize(PERCENT_PLACES)
+    change, percent = percent_change(price, previous)
     stamp = meta.get("regularMarketTime")
     if stamp is None:
         raise NotFoundError(f"{NAME}: no regularMarketTime in the quote for {asset.spec} — the symbol may "
@@ -322,6 +321,7 @@ def _last(values: Any) -> Any:
     return values[-1] if isinstance(values, list) and values else None
 
 
+@answer_parser(NAME)
 def parse_spark(payload: Any, assets_by_symbol: dict[str, Asset], where: str) -> QuoteBatch:
     """Quotes for the requested Yahoo symbols; a symbol missing from the answer, or
     answered with an error, is a NotFoundError for its asset alone."""
@@ -341,13 +341,14 @@ def parse_spark(payload: Any, assets_by_symbol: dict[str, Asset], where: str) ->
     for symbol, asset in assets_by_symbol.items():
         item = answered.get(symbol.upper())
         try:
-            charts = (item or {}).get("response") or []
-            if not charts:
-                raise NotFoundError(f"{NAME}: no quote for {symbol} ({asset.spec}) in {where} — unknown or "
-                                    "delisted symbol; check it or set asset.provider_symbol")
-            raise_for_api_error(charts[0].get("error"), f"{symbol} in {where}")
-            batch.quotes.append(quote_from_chart(charts[0], asset))
-        except NotFoundError as exc:
+            with reading(NAME, f"{symbol} ({asset.spec})"):
+                charts = (item or {}).get("response") or []
+                if not charts:
+                    raise NotFoundError(f"{NAME}: no quote for {symbol} ({asset.spec}) in {where} — unknown or "
+                                        "delisted symbol; check it or set asset.provider_symbol")
+                raise_for_api_error(charts[0].get("error"), f"{symbol} in {where}")
+                batch.quotes.append(quote_from_chart(charts[0], asset))
+        except (NotFoundError, UnusableAnswerError) as exc:
             batch.failures[asset] = exc
     return batch
 
