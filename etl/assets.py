@@ -66,13 +66,14 @@ def deactivate_assets(cur, assets: Iterable[Asset]) -> int:
 
 
 def record_asset_errors(cur, errors: dict[Asset, str | None]) -> None:
-    """Set (or, with None, clear) `last_error` for each asset."""
+    """Set (or, with None, clear) `last_error` for each asset; None also stamps `last_success_at`."""
     if not errors:
         return
     cur.execute("""
         UPDATE asset SET last_error = e.error,
-                         last_error_at = CASE WHEN e.error IS NULL THEN NULL ELSE now() END
+                         last_error_at = CASE WHEN e.error IS NULL THEN NULL ELSE now() END,
+                         last_success_at = CASE WHEN e.error IS NULL THEN now() ELSE asset.last_success_at END
           FROM unnest(%s::text[], %s::text[], %s::text[]) AS e(symbol, asset_type, error)
          WHERE asset.symbol = e.symbol AND asset.asset_type = e.asset_type
-           AND asset.last_error IS DISTINCT FROM e.error""",
+           AND (e.error IS NULL OR asset.last_error IS DISTINCT FROM e.error)""",
                 ([a.symbol for a in errors], [a.asset_type for a in errors], list(errors.values())))

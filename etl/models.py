@@ -128,6 +128,7 @@ class Quote:
     currency: str | None = None
     name: str | None = None
     exchange: str | None = None
+    exchange_timezone: str | None = None  # IANA name, e.g. America/New_York
 
 
 def parse_asset_spec(text: str) -> Asset:

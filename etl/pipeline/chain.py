@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
@@ -122,6 +122,9 @@ class ProviderChain:
         self._providers: dict[str, Provider] = {}
         self._unusable: dict[str, EtlError] = {}  # an asset's own provider that cannot be built → why
         self._known_symbols: dict[str, dict[tuple[str, str], str]] = {}  # provider → learned earlier
+        # provider → (when, message) of its last error in this run, for provider_health (not-found
+        # errors belong to a symbol, not to the provider, and are left out)
+        self.errors: dict[str, tuple[datetime, str]] = {}
         self._lock = threading.Lock()
 
     def candidates(self, asset: Asset) -> list[str]:
@@ -193,6 +196,15 @@ class ProviderChain:
     def requests_made(self) -> int:
         return sum(p.session.requests_made for p in self._providers.values())
 
+    def requests_by_provider(self) -> dict[str, int]:
+        with self._lock:
+            return {name: p.session.requests_made for name, p in self._providers.items()}
+
+    def note_error(self, name: str, exc: Exception) -> None:
+        if not isinstance(exc, NotFoundError):
+            with self._lock:
+                self.errors[name] = (datetime.now(timezone.utc), str(exc))
+
     def learned_symbols(self) -> dict[Asset, tuple[str, str]]:
         """Provider symbols resolved during the run: asset → (provider, provider_symbol)."""
         learned: dict[Asset, tuple[str, str]] = {}
@@ -200,6 +212,12 @@ class ProviderChain:
             for asset, symbol in provider.learned_symbols.items():
                 learned.setdefault(asset, (name, symbol))
         return learned
+
+    def learned_timezones(self) -> dict[tuple[str, str], str]:
+        """Exchange time zones the providers' answers gave during the run: (symbol, asset_type) → IANA name."""
+        with self._lock:
+            return {key: zone for provider in self._providers.values()
+                    for key, zone in provider.exchange_timezones.items()}
 
     def history_parts(self, asset: Asset, start: date, end: date, *,
                       today: date) -> tuple[list[Served], EtlError | None]:
@@ -247,8 +265,12 @@ class ProviderChain:
             except (RetryableError, NotFoundError) as exc:
                 log.info("%s: %s failed for %s..%s (%s); trying the next provider", asset.spec, name, first, last,
                          exc)
+                self.note_error(name, exc)
                 errors.append(exc)
                 continue
+            except FatalError as exc:
+                self.note_error(name, exc)
+                raise
         if last < start:
             return parts, None
         if errors:
@@ -302,6 +324,9 @@ class ProviderChain:
             try:
                 with reading(name, subject_of(batch)):
                     answer = provider.quotes(list(seen_as))
+            except FatalError as exc:
+                self.note_error(name, exc)
+                raise
             except QuotaExhaustedError as exc:
                 self._exhaust(name, exc)
                 for asset in group[first:]:
@@ -309,6 +334,7 @@ class ProviderChain:
                 return unpriced + group[first:]
             except (RetryableError, NotFoundError) as exc:
                 log.info("%s: quotes failed for %d asset(s) (%s); trying the next provider", name, len(batch), exc)
+                self.note_error(name, exc)
                 for asset in batch:
                     errors[asset].append(exc)
                 unpriced += batch
@@ -317,6 +343,7 @@ class ProviderChain:
             for seen, exc in answer.failures.items():
                 asset = seen_as.get(seen, seen)
                 if isinstance(exc, FatalError):
+                    self.note_error(name, exc)
                     raise exc
                 if isinstance(exc, QuotaExhaustedError):
                     self._exhaust(name, exc)
@@ -330,6 +357,7 @@ class ProviderChain:
                 return
             log.warning("%s: daily quota spent (%s); not asking it again in this run", name, exc)
             self.exhausted[name] = exc
+            self.errors[name] = (datetime.now(timezone.utc), str(exc))
             budget = self._provider_budget(name)
         if budget is not None and not isinstance(exc, BudgetSpentError):
             budget.mark_spent()

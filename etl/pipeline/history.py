@@ -30,7 +30,7 @@ from etl.assets import record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
-from etl.pipeline import adjust, store
+from etl.pipeline import adjust, health, store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import DeferredError, ProviderChain, Served, daily_limit, provider_limits
 from etl.pipeline.plan import Evidence, Span, budgets, empty_days, plan_spans
@@ -204,7 +204,8 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     if not todo:
         return
     first_write = True
-    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
+    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget, \
+            health.recording(run.settings, chain, dry_run=run.dry_run):
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
@@ -217,6 +218,7 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())
+            store.store_exchange_timezones(cur, chain.learned_timezones())
 
 
 def _fetch_all(chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date, threads: int):

@@ -18,7 +18,7 @@ from etl.assets import record_asset_errors, register_assets
 from etl.config import Settings
 from etl.errors import FatalError
 from etl.models import Asset
-from etl.pipeline import selection, store
+from etl.pipeline import health, selection, store
 from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import DeferredError, ProviderChain
 from etl.runs import JobRun, RunResult, job_run
@@ -45,11 +45,13 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
                 register_new: bool = False) -> None:
     """Fetch, validate and upsert the quotes of `assets`, reporting each asset into `run`.
 
-    With `register_new` (the index job), assets not yet in `asset` are registered, and
-    those without a name named, with the name and exchange the provider gave;
-    otherwise they are expected to exist.
+    Assets without a name are named with the name and exchange the provider gave, and
+    every asset gets the exchange time zone its quote came with. With `register_new`
+    (the index job), assets not yet in `asset` are registered the same way; otherwise
+    they are expected to exist.
     """
-    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget:
+    with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget, \
+            health.recording(run.settings, chain, dry_run=run.dry_run):
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
@@ -65,17 +67,19 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
 
     if not run.dry_run:
         with run.conn.cursor() as cur:
-            if register_new:
-                known = store.known_assets(run.conn, assets)
-                named = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
-                                 currency=q.currency)
-                         for q in validated.rows
-                         if (q.symbol, q.asset_type) not in known or by_key[(q.symbol, q.asset_type)].name is None]
-                if named:
-                    register_assets(cur, named)
-                    log.info("registered or named %d asset(s): %s", len(named), ", ".join(a.symbol for a in named))
+            known = store.known_assets(run.conn, assets)
+            named = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
+                             currency=q.currency)
+                     for q in validated.rows
+                     if ((q.symbol, q.asset_type) in known and by_key[(q.symbol, q.asset_type)].name is None)
+                     or ((q.symbol, q.asset_type) not in known and register_new)]
+            if named:
+                register_assets(cur, named)
+                log.info("registered or named %d asset(s): %s", len(named), ", ".join(a.symbol for a in named))
             run.rows_upserted += store.upsert_quotes(cur, validated.rows)
             store.store_learned_symbols(cur, chain.learned_symbols())
+            store.store_exchange_timezones(cur, {(q.symbol, q.asset_type): q.exchange_timezone
+                                                 for q in validated.rows if q.exchange_timezone})
             record_asset_errors(cur, {**{by_key[k]: None for k in priced},
                                       **{a: str(e) for a, e in failures.items()}})
     for quote in validated.rows:

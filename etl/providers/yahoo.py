@@ -314,6 +314,7 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
         currency=to_major_unit(None, raw_currency)[1],
         name=meta.get("longName") or meta.get("shortName"),
         exchange=meta.get("fullExchangeName") or meta.get("exchangeName"),
+        exchange_timezone=meta.get("exchangeTimezoneName"),
     )
 
 
@@ -372,9 +373,12 @@ class YahooProvider(Provider):
     def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
         payload = fetch_history(self.session, self.base_url, symbol, start, end)
-        if chart_result(payload, chart_path(symbol)) is None:
+        result = chart_result(payload, chart_path(symbol))
+        if result is None:
             log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
             return HistoryAnswer([])
+        if zone := (result.get("meta") or {}).get("exchangeTimezoneName"):
+            self.exchange_timezones[(asset.symbol, asset.asset_type)] = zone
         bars = parse_history(payload, asset, where=chart_path(symbol))
         days = [bar.date for bar in bars]
         return HistoryAnswer([bar for bar in bars if start <= bar.date <= end], parse_actions(payload, asset),
