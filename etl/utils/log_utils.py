@@ -105,24 +105,31 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
 
 def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
              every_seconds: float = 10.0) -> Iterator[T]:
-    """Yield `items`, showing progress: a bar on a terminal, a log line now and then otherwise."""
+    """Yield `items`, showing progress: a bar on a terminal, a log line now and then otherwise.
+
+    The bar (rich) owns the terminal's last line while it runs: anything written
+    to stderr meanwhile, log lines included, is printed above it, never into it.
+    """
     if total <= 1:
         yield from items
         return
-    interactive = sys.stderr.isatty()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(file=sys.stderr), redirect_stderr=True) as bar:
+            task = bar.add_task(label, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+        return
     started = last = time.monotonic()
     done = 0
     for item in items:
         yield item
         done += 1
         now = time.monotonic()
-        if interactive:
-            width = 30
-            filled = width * done // total
-            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-            if done == total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif now - last >= every_seconds or done == total:
+        if now - last >= every_seconds or done == total:
             last = now
             log.info("%s: %d/%d done (%.0f s)", label, done, total, now - started)

@@ -52,12 +52,13 @@ def _day(epoch: str) -> date:
 
 
 class YahooServer:
-    def __init__(self, api: FakeApi, *, holidays=(), unknown=(), listed=None, failing=None):
+    def __init__(self, api: FakeApi, *, holidays=(), unknown=(), listed=None, failing=None, every_day=()):
         self.api = api
         self.holidays: set[date] = set(holidays)
         self.unknown: set[str] = set(unknown)
         self.listed: dict[str, date] = dict(listed or {})
         self.failing: dict[str, int] = dict(failing or {})      # yahoo symbol → HTTP status
+        self.every_day: set[str] = set(every_day)               # yahoo symbols trading every day (crypto)
         self.broken: set[tuple[str, date]] = set()              # (symbol, day) served with its close above its high
         self.quote_time: datetime | None = None                 # default: now
         self.quote_bump = Decimal(0)                            # added to every quote price
@@ -79,7 +80,8 @@ class YahooServer:
     def trading_days(self, symbol: str, first: date, last: date) -> list[date]:
         days, day = [], first
         while day <= last:
-            if day.weekday() < 5 and day not in self.holidays and day >= self.listed.get(symbol, date.min):
+            if ((day.weekday() < 5 or symbol in self.every_day) and day not in self.holidays
+                    and day >= self.listed.get(symbol, date.min)):
                 days.append(day)
             day += timedelta(days=1)
         return days
