@@ -3,11 +3,11 @@
 # Debian's packages when missing: podman with runc (Docker's engine does not run
 # everywhere), buildah, debootstrap for the local base image, cron for its
 # `crontab -n` check, the ShellCheck linter and docker-compose for the compose
-# file check. Python tools (hadolint, the Kafka test broker) come from
+# file check, and Chromium (headless) to render `etl report` in its test. Python tools (hadolint, the Kafka test broker) come from
 # requirements-dev.txt. Run by `make test`.
 set -euo pipefail
 
-packages=(podman buildah runc debootstrap cron shellcheck docker-compose)
+packages=(podman buildah runc debootstrap cron shellcheck docker-compose chromium)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -55,3 +55,44 @@ def add_empty_days(db, spec: str, first: date, last: date, empty: list[date]) ->
             INSERT INTO market_data_fetch_ledger (symbol, asset_type, provider, range_start, range_end,
                                                   rows_returned, empty_days)
             VALUES (%s, %s, 'yahoo', %s, %s, 0, %s::date[])""", (symbol, asset_type, first, last, empty))
+
+
+# ---- the seeded world of the status and report tests ----
+
+LONG_ERROR = ("yahoo: 503 for http://127.0.0.1:9/v8/finance/chart/NOPE?period1=1700000000&period2=1700600000"
+              "&interval=1d&events=div%2Csplit&includeAdjustedClose=true — the provider is failing, try again "
+              "later: <html><body>Service unavailable</body></html>")
+GONE_ERROR = "yahoo: /v8/finance/chart/GONE — unknown or delisted symbol (Not Found: No data found)"
+START = utc_today() - timedelta(days=150)
+START = START + timedelta(days=(7 - START.weekday()) % 7)          # a Monday
+GAP_MONTH = (utc_today() - timedelta(days=90)).replace(day=1)
+GAP = [d for d in days(GAP_MONTH, (GAP_MONTH + timedelta(days=31)).replace(day=1) - timedelta(days=1))]
+HOLE = START + timedelta(days=9)                                     # a Wednesday, before the gap month
+LAST_NY = max(d for d in days(START, new_york_today()))
+
+
+def final_day(settings_lookback: int = 3) -> date:
+    return utc_today() - timedelta(days=settings_lookback + 1)
+
+
+def seed(db) -> None:
+    """AAPL with a month-long hole and one missing day; MSFT ten days stale; BTC fresh and ETH two days
+    behind (crypto); NOPE failing; GONE cooled off after a not-found error, with no data."""
+    weekends = weekend_days(START, final_day())
+    add_asset(db, "AAPL:STOCK", name="Apple Inc.", zone=NEW_YORK)
+    add_rows(db, "AAPL:STOCK", [d for d in days(START, LAST_NY) if d not in GAP and d != HOLE])
+    add_empty_days(db, "AAPL:STOCK", START, final_day(), weekends)
+    add_asset(db, "MSFT:STOCK", zone=NEW_YORK)
+    msft_last = max(days(START, new_york_today() - timedelta(days=10)))
+    add_rows(db, "MSFT:STOCK", days(START, msft_last))
+    add_empty_days(db, "MSFT:STOCK", START, msft_last, weekend_days(START, msft_last))
+    add_asset(db, "BTC:CRYPTO")
+    add_rows(db, "BTC:CRYPTO", days(START, utc_today(), every_day=True))
+    add_asset(db, "ETH:CRYPTO")
+    add_rows(db, "ETH:CRYPTO", days(START, utc_today() - timedelta(days=2), every_day=True))
+    add_asset(db, "NOPE:STOCK", zone=NEW_YORK, error=LONG_ERROR)
+    add_rows(db, "NOPE:STOCK", days(START, LAST_NY))
+    add_empty_days(db, "NOPE:STOCK", START, final_day(), weekends)
+    add_asset(db, "GONE:STOCK", error=GONE_ERROR, cool_off_days=7)
+
+
