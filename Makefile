@@ -28,9 +28,9 @@ tools:
 test: venv tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## test-quick: everything but the container and deployment tests (needs no system tools)
+## test-quick: everything but the container, deployment and browser tests (needs no system tools)
 test-quick: venv
-	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not container and not browser" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) bench/load.py

@@ -32,7 +32,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .figure { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 90px; }
 .figure b { display: block; font-size: 22px; } .figure.bad b { color: #b2182b; }
 table { border-collapse: collapse; } td, th { padding: 3px 10px 3px 0; text-align: left; vertical-align: top; white-space: nowrap; }
-th { border-bottom: 1px solid #ccc; } .num { text-align: right; } .bad { color: #b2182b; }
+td:last-child { white-space: normal; } th { border-bottom: 1px solid #ccc; } .num { text-align: right; } .bad { color: #b2182b; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; } .charts figure { margin: 0; }
 figcaption { font-size: 12px; color: #555; }
 svg text { font: 10px system-ui, sans-serif; fill: #444; } svg text.end { text-anchor: end; }

@@ -61,7 +61,7 @@ def heatmap(rows: Sequence[Row]) -> str:
     parts = [f'<svg class="heatmap" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              'role="img" aria-label="coverage heatmap">']
     for i, month in enumerate(months):
-        if month.month == 1 or i == 0:
+        if month.month == 1 or (i == 0 and month.month <= 10):  # years, and the first month when it has room
             x = LABEL_WIDTH + i * cell
             parts.append(f'<text class="month" x="{x}" y="{TOP - 8}">{month.year}-{month.month:02d}</text>'
                          f'<line x1="{x}" y1="{TOP - 4}" x2="{x}" y2="{height}" class="year"/>')
@@ -112,8 +112,12 @@ def price_chart(spec: str, points: Sequence[tuple[date, Decimal, Decimal | None]
 
     return (f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="{escape(spec)} close">'
-            f'<text class="axis" x="0" y="14">{high:,.4g}</text>'
-            f'<text class="axis" x="0" y="{height - 20}">{low:,.4g}</text>'
+            f'<text class="axis" x="0" y="14">{_number(high)}</text>'
+            f'<text class="axis" x="0" y="{height - 20}">{_number(low)}</text>'
             f'<text class="axis" x="40" y="{height - 4}">{shown[0][0].isoformat()}</text>'
             f'<text class="axis end" x="{width - 8}" y="{height - 4}">{shown[-1][0].isoformat()}</text>'
             f'{path("price", 1)}{path("adj", 2)}</svg>')
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from support.browser import dump_dom, screenshot
 from support.runner import run_etl
 from support.seed import GAP, START, seed, utc_today
@@ -21,6 +23,7 @@ def cells(dom: str) -> list[dict[str, str]]:
     return found
 
 
+@pytest.mark.browser
 def test_report_renders_in_chromium_with_the_gap_month_visible(etl_env, db, tmp_path, capsys):
     seed(db)
     page = tmp_path / "report.html"
