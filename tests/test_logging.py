@@ -122,5 +122,5 @@ def test_progress_draws_a_bar_on_a_terminal(capsys, monkeypatch, caplog):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     list(progress(range(4), 4, "assets", log=log))
     err = capsys.readouterr().err
-    assert err.count("\r") == 4 and "4/4" in err and err.endswith("\n")
+    assert "assets" in err and "4/4" in err and "\n" in err.split("4/4")[-1]  # the finished bar stays, ended
     assert caplog.records == []
