@@ -27,9 +27,9 @@ from etl.pipeline.budget import left_today
 from etl.pipeline.chain import daily_limit
 from etl.pipeline.plan import plan_spans, recheck_from
 from etl.pipeline.store import covered_spans
+from etl.registry import JOBS
 
 EXCHANGE_TYPES = frozenset({"STOCK", "ETF", "INDEX"})
-JOBS = ("fetch_historical_market_data", "fetch_market_data", "fetch_market_index_data", "generate_mock_transactions")
 
 
 def is_trading_day(day: date, asset_type: str) -> bool:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from etl.cli import run_cli
+from etl.cli import CommandParser, parse_or_exit, run_cli
 from etl.config import Settings
 from etl.errors import ConfigError, EtlError
 from etl.utils import db_utils
@@ -27,8 +27,8 @@ STOP_WAIT_SECONDS = 60
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etl db", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="etl db", description=__doc__,
+                           examples=('psql "$(etl db url --show-password)"', "etl db stop"))
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     url = actions.add_parser("url", help="print the connection string of the database in use")
     url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_or_exit(build_parser(), argv)
     return run_cli("etl db", lambda settings: _url(args, settings) if args.action == "url" else _stop(settings))
 
 
@@ -64,7 +64,7 @@ def _url(args, settings: Settings) -> int:
 
 
 def _stop(settings: Settings) -> int:
-    if settings.database_configured:
+    if settings.database_url or settings.db_host:
         raise ConfigError(f"etl db stop stops only the embedded PostgreSQL; the database in use is "
                           f"{db_utils.describe_target(settings)} (DATABASE_URL or DB_HOST) — stop that server "
                           "the way it was started")

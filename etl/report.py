@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from etl.cli import run_cli
+from etl.cli import CommandParser, parse_or_exit, run_cli
 from etl.coverage import AssetStatus, asset_statuses, job_statuses, provider_statuses
 from etl.error_lines import run_error_line
 from etl.report_svg import Row, heatmap, price_chart
@@ -44,28 +44,24 @@ svg text { font: 10px system-ui, sans-serif; fill: #444; } svg text.end { text-a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etl report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="etl report", description=__doc__,
+                           examples=("etl report", "etl report --out /tmp/coverage.html"))
     parser.add_argument("--out", type=Path, default=Path("report.html"), metavar="FILE",
                         help="where to write the page (default report.html)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_or_exit(build_parser(), argv)
     return run_cli("etl report", lambda settings: _run(args, settings))
 
 
 def _run(args, settings) -> int:
     now = datetime.now(timezone.utc)
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         assets = asset_statuses(conn, now=now, lookback_days=settings.lookback_days)
         page = render(now, assets, _monthly_rows(conn, assets), _series(conn, assets),
                       provider_statuses(conn, settings), job_statuses(conn), _recent_runs(conn))
-    finally:
-        conn.close()
     args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out} ({len(assets)} asset(s), {sum(a.rows for a in assets)} row(s))")
     return 0

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from etl.cli import run_cli
-from etl.coverage import JOBS
+from etl.cli import CommandParser, parse_or_exit, positive_int, run_cli
 from etl.error_lines import run_error_line, short_error
 from etl.errors import UsageError
+from etl.registry import JOBS
 from etl.tables import print_table
 from etl.utils import db_utils
 
@@ -26,37 +26,27 @@ RECENT_RUNS = """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etl runs", description=__doc__)
-    parser.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
+    parser = CommandParser(prog="etl runs", description=__doc__,
+                           examples=("etl runs", "etl runs --job fetch_market_data --limit 5", "etl runs --failures 42"))
+    parser.add_argument("--limit", type=positive_int, default=20, help="how many runs (default 20)")
     parser.add_argument("--job", choices=list(JOBS), help="only this job")
-    parser.add_argument("--failures", type=_positive_int, metavar="RUN_ID",
+    parser.add_argument("--failures", type=positive_int, metavar="RUN_ID",
                         help="list every failed asset of this run with its error")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_or_exit(build_parser(), argv)
     return run_cli("etl runs", lambda settings: _run(args, settings))
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def _run(args, settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
-        with conn.cursor() as cur:
-            if args.failures:
-                return _failures(cur, args.failures)
-            cur.execute(RECENT_RUNS, {"job": args.job, "limit": args.limit})
-            print_table(("run", "job", "status", "started", "seconds", "rows", "ok", "failed", "error"),
-                        [(*row[:8], run_error_line(row[8], row[9])) for row in cur.fetchall()])
-    finally:
-        conn.close()
+    with db_utils.database(settings) as conn, conn.cursor() as cur:
+        if args.failures:
+            return _failures(cur, args.failures)
+        cur.execute(RECENT_RUNS, {"job": args.job, "limit": args.limit})
+        print_table(("run", "job", "status", "started", "seconds", "rows", "ok", "failed", "error"),
+                    [(*row[:8], run_error_line(row[8], row[9])) for row in cur.fetchall()])
     return 0
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from etl.cli import asset_list, run_cli
+from etl.cli import CommandParser, asset_list, parse_or_exit, run_cli
 from etl.coverage import status_document
 from etl.tables import print_table, stdout_console
 from etl.utils import db_utils
@@ -26,10 +26,9 @@ EXIT_ATTENTION = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etl status", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="exit codes: 0 shown; with --check 1 when an asset is stale or failing; "
-                                            "1 database unreachable; 2 bad arguments")
+    parser = CommandParser(prog="etl status", description=__doc__,
+                           examples=("etl status", "etl status --format json --check",
+                                     "etl status --symbols AAPL:STOCK,BTC:CRYPTO --stale-after 3"))
     parser.add_argument("--symbols", type=asset_list, metavar="A:TYPE,B:TYPE",
                         help="only these assets (default: every active asset)")
     parser.add_argument("--stale-after", type=_whole_number, default=1, metavar="N",
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_or_exit(build_parser(), argv)
     return run_cli("etl status", lambda settings: _run(args, settings))
 
 
@@ -52,13 +51,9 @@ def _whole_number(text: str) -> int:
 
 
 def _run(args, settings) -> int:
-    conn = db_utils.connect(settings)
-    try:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         document = status_document(conn, settings, now=datetime.now(timezone.utc), stale_after=args.stale_after,
                                    named=args.symbols)
-    finally:
-        conn.close()
     attention = [a for a in document["assets"] if a["stale"] or a["last_error"]]
     if args.format == "json":
         print(json.dumps(document, default=_json_value, indent=2))
