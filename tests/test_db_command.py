@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import psycopg2
+import pytest
 
 from support.runner import PYTHON, run_etl_process
+from support.services import stop_server
 
 NOTICE = "using the embedded PostgreSQL"
 
@@ -32,7 +37,18 @@ def test_db_stop_leaves_a_configured_server_alone_and_exits_2(etl_env):
     assert "stops only the embedded PostgreSQL" in result.stderr
 
 
-def test_embedded_server_url_stop_and_a_following_job_starts_it_again(embedded_env):
+@pytest.fixture
+def embedded_here(embedded_env):
+    """The embedded server's data in a folder of its own under /tmp: pytest's own temporary folders are
+    0700 and reset by every pytest that starts, which would lock the server's system user out."""
+    folder = Path(tempfile.mkdtemp(prefix="etl-db-command-"))
+    yield {**embedded_env, "ETL_DATA_DIR": str(folder)}
+    stop_server(folder / "pgdata")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_embedded_server_url_stop_and_a_following_job_starts_it_again(embedded_here):
+    embedded_env = embedded_here
     started = etl(embedded_env, "db", "url")
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
