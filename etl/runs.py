@@ -102,6 +102,10 @@ class JobRun:
     def failed(self, symbol: str, error: str) -> None:
         self.failures.append({"symbol": symbol, "error": redact(error)})
 
+    def tally(self) -> tuple[int, int]:
+        """(assets done, assets failed) so far, for progress lines."""
+        return len(self.symbols_ok), len(self.failures)
+
     @property
     def status(self) -> str:
         if not self.failures:

@@ -13,7 +13,11 @@ span is not asked at all (`history_parts`). An answer as long as the provider's
 `limits.max_points` covers the span only from its oldest bar: the provider is
 asked again for the older rest (should that fail, the next providers are). A
 provider whose daily quota is spent is not asked again in this run, and what
-only it could give is *deferred*.
+only it could give is *deferred*. A provider that raises ProviderUnavailableError
+(unreachable: DNS failure or refused connection, after its retries) is *down*:
+not asked again in this run, the next provider of each chain takes over
+(`mark_unavailable`, the one switch for every reason a provider cannot serve the
+rest of a run), and it is said once, not per asset.
 With a `DailyBudget` given to `check`, each provider with a daily limit is
 built to reserve every request from it, and a quota the API reports spent is
 recorded there so that later runs of the day do not ask either. The budget
@@ -33,8 +37,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
-from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, QuotaExhaustedError,
-                        RetryableError)
+from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, ProviderUnavailableError,
+                        QuotaExhaustedError, RetryableError)
 from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span
@@ -118,6 +122,7 @@ class ProviderChain:
         self.settings = settings
         self.override = override
         self.exhausted: dict[str, QuotaExhaustedError] = {}  # provider → why its quota is spent (this run)
+        self.unavailable: dict[str, ProviderUnavailableError] = {}  # provider → why it is down (this run)
         self.budget: DailyBudget | None = None
         self._providers: dict[str, Provider] = {}
         self._unusable: dict[str, EtlError] = {}  # an asset's own provider that cannot be built → why
@@ -237,8 +242,8 @@ class ProviderChain:
         for name in names:
             if last < start:
                 break
-            if name in self.exhausted:
-                errors.append(self.exhausted[name])
+            if name in self.exhausted or name in self.unavailable:
+                errors.append(self.exhausted.get(name) or self.unavailable[name])
                 continue
             reach = earliest_served(name, asset.asset_type, today)
             if reach is not None and reach > last:
@@ -260,6 +265,10 @@ class ProviderChain:
                     last = covered - timedelta(days=1)
             except QuotaExhaustedError as exc:
                 self._exhaust(name, exc)
+                errors.append(exc)
+                continue
+            except ProviderUnavailableError as exc:
+                self.mark_unavailable(name, exc)
                 errors.append(exc)
                 continue
             except (RetryableError, NotFoundError) as exc:
@@ -311,9 +320,9 @@ class ProviderChain:
     def _quote_group(self, name: str, group: list[Asset], quotes: list[Quote],
                      errors: dict[Asset, list[EtlError]]) -> list[Asset]:
         """Ask provider `name` for `group` batch by batch; return the assets it did not price."""
-        if name in self.exhausted:
+        if name in self.exhausted or name in self.unavailable:
             for asset in group:
-                errors[asset].append(self.exhausted[name])
+                errors[asset].append(self.exhausted.get(name) or self.unavailable[name])
             return group
         provider = self.provider(name)
         size = max(1, provider.limits.max_batch)
@@ -332,6 +341,11 @@ class ProviderChain:
                 for asset in group[first:]:
                     errors[asset].append(exc)
                 return unpriced + group[first:]
+            except ProviderUnavailableError as exc:
+                self.mark_unavailable(name, exc)
+                for asset in group[first:]:
+                    errors[asset].append(exc)
+                return unpriced + group[first:]
             except (RetryableError, NotFoundError) as exc:
                 log.info("%s: quotes failed for %d asset(s) (%s); trying the next provider", name, len(batch), exc)
                 self.note_error(name, exc)
@@ -347,9 +361,20 @@ class ProviderChain:
                     raise exc
                 if isinstance(exc, QuotaExhaustedError):
                     self._exhaust(name, exc)
+                if isinstance(exc, ProviderUnavailableError):
+                    self.mark_unavailable(name, exc)
                 errors[asset].append(exc if isinstance(exc, EtlError) else RetryableError(str(exc)))
                 unpriced.append(asset)
         return unpriced
+
+    def mark_unavailable(self, name: str, exc: ProviderUnavailableError) -> None:
+        """Provider `name` cannot serve the rest of this run: each chain goes on with its next provider.
+        Said once, as one warning line."""
+        with self._lock:
+            if name in self.unavailable:
+                return
+            self.unavailable[name] = exc
+        log.warning("%s", exc)
 
     def _exhaust(self, name: str, exc: QuotaExhaustedError) -> None:
         with self._lock:
@@ -361,6 +386,12 @@ class ProviderChain:
             budget = self._provider_budget(name)
         if budget is not None and not isinstance(exc, BudgetSpentError):
             budget.mark_spent()
+
+
+def asset_failure_level(error: EtlError) -> int:
+    """How loudly to log one asset's failure: a provider that is down for the run was already said
+    once (`mark_unavailable`), so each asset it costs is DEBUG; anything else is a WARNING."""
+    return logging.DEBUG if isinstance(error, ProviderUnavailableError) else logging.WARNING
 
 
 def no_provider_error(asset: Asset) -> EtlError:
@@ -378,4 +409,8 @@ def combined_error(asset: Asset, errors: list[EtlError]) -> EtlError:
         return DeferredError(f"{asset.spec}: deferred — daily quota spent ({message}); it is fetched on the next run")
     if all(isinstance(e, NotFoundError) for e in errors):
         return NotFoundError(message)
-    return errors[-1] if len(errors) == 1 else RetryableError(message)
+    if len(errors) == 1:
+        return errors[0]
+    if all(isinstance(e, ProviderUnavailableError) for e in errors):
+        return ProviderUnavailableError(message)
+    return RetryableError(message)

@@ -32,7 +32,8 @@ from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
 from etl.pipeline import adjust, health, store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
-from etl.pipeline.chain import DeferredError, ProviderChain, Served, daily_limit, provider_limits
+from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
+                                provider_limits)
 from etl.pipeline.plan import Evidence, Span, budgets, empty_days, plan_spans
 from etl.providers import provider_class
 from etl.runs import JobRun
@@ -209,7 +210,7 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
         with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
-            for fetched in progress(results, len(todo), "historical backfill", log=log):
+            for fetched in progress(results, len(todo), "historical backfill", log=log, tally=run.tally):
                 stopping.check()
                 if not run.dry_run and not first_write:
                     run.checkpoint()
@@ -279,7 +280,7 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
                 store.clear_cool_off(cur, [asset])
             return
         error = fetched.error
-        log.warning("%s: %s", asset.spec, error)
+        log.log(asset_failure_level(error), "%s: %s", asset.spec, error)
         run.failed(asset.symbol, str(error))
         if isinstance(error, DeferredError):
             run.extra["deferred"].append(asset.symbol)

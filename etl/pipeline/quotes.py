@@ -20,7 +20,7 @@ from etl.errors import FatalError
 from etl.models import Asset
 from etl.pipeline import health, selection, store
 from etl.pipeline.budget import DailyBudget
-from etl.pipeline.chain import DeferredError, ProviderChain
+from etl.pipeline.chain import DeferredError, ProviderChain, asset_failure_level
 from etl.runs import JobRun, RunResult, job_run
 from etl.validate import validate_quotes
 
@@ -85,7 +85,7 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     for quote in validated.rows:
         run.succeeded(quote.symbol, 1 if run.dry_run else 0)
     for asset, error in failures.items():
-        log.warning("%s: %s", asset.spec, error)
+        log.log(asset_failure_level(error), "%s: %s", asset.spec, error)
         run.failed(asset.symbol, str(error))
         if isinstance(error, DeferredError):
             run.extra.setdefault("deferred", []).append(asset.symbol)

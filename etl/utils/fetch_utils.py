@@ -9,30 +9,103 @@ that many units before it is sent, and each of its retries costs the same.
 `get_json` turns every HTTP or
 body problem into the typed errors of `etl.errors`, with the provider, the URL
 (secrets removed), the status and a short excerpt of the body.
+
+A provider that cannot be connected to is found out once per session (one
+session per provider per run), not once per asset: see `Reachability`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Mapping, Protocol
-from urllib.parse import urlencode
+from typing import Any, Callable, Mapping, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from etl import __version__
 from etl import stopping
-from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError
+from etl.errors import FatalError, NotFoundError, ProviderUnreachableError, RateLimitedError, RetryableError
 from etl.utils.log_utils import redact
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"financial-tracker-etl/{__version__} (+https://github.com/financial-tracker/financial-tracker-etl)"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0
+ABORT_CHECK_SECONDS = 0.1
+
+
+class Reachability:
+    """Whether one provider's host can be connected to at all, found out once per session.
+
+    The first request that cannot connect (DNS failure, connection refused,
+    connect timeout) becomes the probe: it alone goes on retrying, neither
+    paced by the rate limiter nor charged to the daily budget (nothing reached
+    the provider) and without jitter (no other request of ours retries beside
+    it), while every other request of the session waits for its outcome. A
+    probe that connects lets them go on; one whose retries all fail makes the
+    provider unreachable, and every request of the session, waiting or later,
+    raises that ProviderUnreachableError without being sent.
+    """
+
+    def __init__(self) -> None:
+        self.down: ProviderUnreachableError | None = None
+        self._probe: int | None = None     # the thread probing, if any
+        self._changed = threading.Condition()
+
+    def admit(self) -> None:
+        """Return when this thread may send: no other thread is probing; raise when the provider is down."""
+        me = threading.get_ident()
+        with self._changed:
+            while self._probe not in (None, me) and self.down is None:
+                self._changed.wait(ABORT_CHECK_SECONDS)
+                stopping.check()
+        self.check()
+
+    def check(self) -> None:
+        if self.down is not None:
+            raise self.down
+
+    def failed_to_connect(self) -> bool:
+        """This thread's attempt could not connect; True when it is (or now becomes) the probe."""
+        me = threading.get_ident()
+        with self._changed:
+            if self._probe is None and self.down is None:
+                self._probe = me
+            return self._probe == me
+
+    def give_up(self, error: ProviderUnreachableError) -> None:
+        with self._changed:
+            if self.down is None:
+                self.down = error
+            self._probe = None
+            self._changed.notify_all()
+
+    def settled(self) -> None:
+        """This thread's request ended (answered, or failed some other way): it probes no more."""
+        with self._changed:
+            if self._probe == threading.get_ident():
+                self._probe = None
+                self._changed.notify_all()
+
+
+def connect_failure(exc: BaseException | None) -> str | None:
+    """Why a connection could not be made, in a few words; None when `exc` is not a connect failure."""
+    reason = getattr(exc.args[0], "reason", None) if isinstance(exc, requests.RequestException) and exc.args else exc
+    if isinstance(reason, NameResolutionError):
+        return "DNS lookup failed"
+    if isinstance(reason, NewConnectionError):
+        return "connection refused" if "refused" in str(reason).lower() else "no connection"
+    if isinstance(reason, ConnectTimeoutError):
+        return "connect timed out"
+    return None
 
 
 class RateLimiter:
@@ -43,11 +116,14 @@ class RateLimiter:
 
     def __init__(self, per_minute: float | None):
         self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.check: Callable[[], None] | None = None   # the session's: raises when the provider is down
         self._next = 0.0
         self._lock = threading.Lock()
 
     def wait(self, cost: int = 1) -> None:
-        """Wait for this request's turn; a stop request (see etl.stopping) ends the wait with `Interrupted`."""
+        """Wait for this request's turn; a stop request (see etl.stopping) ends the wait with `Interrupted`,
+        and so does whatever `self.check` raises (called every ABORT_CHECK_SECONDS while waiting)."""
+        check = self.check
         stopping.check()
         if not self.interval:
             return
@@ -55,8 +131,10 @@ class RateLimiter:
             now = time.monotonic()
             start = max(now, self._next)
             self._next = start + self.interval * cost
-        if start > now:
-            stopping.sleep(start - now)
+        while (left := start - time.monotonic()) > 0:
+            stopping.sleep(min(left, ABORT_CHECK_SECONDS))
+            if check is not None:
+                check()
 
     def hold(self, seconds: float) -> None:
         """Start no request for `seconds` (the provider said Retry-After)."""
@@ -89,6 +167,14 @@ class _PacedRetry(Retry):
         return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
 
     def sleep(self, response=None):
+        if response is None and self.session is not None and self.history \
+                and connect_failure(self.history[-1].error) is not None:
+            reachability = self.session.reachability
+            if reachability.failed_to_connect():
+                stopping.sleep(self._probe_backoff())
+                self.session.count_request()
+                return
+            reachability.admit()
         cost = self.session.current_cost() if self.session is not None else 1
         if self.session is not None and self.session.budget is not None:
             self.session.budget.reserve(cost)
@@ -100,6 +186,11 @@ class _PacedRetry(Retry):
             self.limiter.wait(cost)
         if self.session is not None:
             self.session.count_request()
+
+    def _probe_backoff(self) -> float:
+        """The wait before the next try to connect: 0, then the backoff base doubling (0.5, 1, 2 … s)."""
+        tries = len(self.history)
+        return 0.0 if tries <= 1 else min(self.backoff_max, self.backoff_factor * 2 ** (tries - 2))
 
 
 class RequestBudget(Protocol):
@@ -121,6 +212,8 @@ class ProviderSession(requests.Session):
         self.limiter = limiter
         self.budget = budget
         self.requests_made = 0
+        self.reachability = Reachability()
+        limiter.check = self.reachability.check
         self._count_lock = threading.Lock()
         self._cost = threading.local()
         self.headers["User-Agent"] = USER_AGENT
@@ -130,14 +223,24 @@ class ProviderSession(requests.Session):
         if cost < 1:
             raise ValueError(f"{self.provider}: a request costs at least 1 unit, not {cost}")
         kwargs.setdefault("timeout", self.timeout)
+        self.reachability.admit()
         if self.budget is not None:
             self.budget.reserve(cost)
         self.limiter.wait(cost)
+        self.reachability.admit()
         self.count_request()
         self._cost.value = cost
         try:
             return super().request(method, url, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            cause = connect_failure(exc)
+            if cause is None:
+                raise
+            self.reachability.give_up(unreachable_error(self.provider, url, cause))
+            log.debug("%s: %s for %s (%s)", self.provider, cause, redact(url), exc)
+            raise self.reachability.down from exc
         finally:
+            self.reachability.settled()
             self._cost.value = 1
 
     def current_cost(self) -> int:
@@ -147,6 +250,13 @@ class ProviderSession(requests.Session):
     def count_request(self) -> None:
         with self._count_lock:
             self.requests_made += 1
+
+
+def unreachable_error(provider: str, url: str, cause: str) -> ProviderUnreachableError:
+    """The one line an unreachable provider gets: its host, not each URL asked for."""
+    host = redact(urlsplit(url).netloc or url)
+    return ProviderUnreachableError(f"{provider}: cannot connect to {host} ({cause}, retries included) — check the "
+                                    "network and the provider's base URL setting; not asked again in this run")
 
 
 def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,

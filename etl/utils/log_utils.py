@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 REDACTED = "***"
@@ -104,11 +104,13 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
 
 
 def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
-             every_seconds: float = 10.0) -> Iterator[T]:
+             every_seconds: float = 10.0, tally: Callable[[], tuple[int, int]] | None = None) -> Iterator[T]:
     """Yield `items`, showing progress: a bar on a terminal, a log line now and then otherwise.
 
     The bar (rich) owns the terminal's last line while it runs: anything written
     to stderr meanwhile, log lines included, is printed above it, never into it.
+    With `tally` (successes, failures so far), the line counts them apart, so a
+    run where every item failed never reads as done.
     """
     if total <= 1:
         yield from items
@@ -122,7 +124,7 @@ def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
             task = bar.add_task(label, total=total)
             for item in items:
                 yield item
-                bar.advance(task)
+                bar.update(task, advance=1, description=label + _tallied(tally))
         return
     started = last = time.monotonic()
     done = 0
@@ -132,4 +134,12 @@ def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
         now = time.monotonic()
         if now - last >= every_seconds or done == total:
             last = now
-            log.info("%s: %d/%d done (%.0f s)", label, done, total, now - started)
+            log.info("%s: %d/%d %s (%.0f s)", label, done, total, "handled" + _tallied(tally) if tally else "done",
+                     now - started)
+
+
+def _tallied(tally: Callable[[], tuple[int, int]] | None) -> str:
+    if tally is None:
+        return ""
+    ok, failed = tally()
+    return f": {ok} ok, {failed} failed"
