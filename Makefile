@@ -37,6 +37,7 @@ bench: venv
 	$(PY) bench/backfill.py
 	$(PY) bench/transactions.py
 	$(PY) bench/rebase.py
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
