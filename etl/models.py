@@ -94,13 +94,15 @@ class HistoryAnswer:
     any bar in the answer, inside the requested days or not (an answer that ran
     wider proves the days between its bars had no trading); None when it held no
     bar. `actions` are the splits and dividends it reported, `listed_from` the
-    first trading day the provider states.
+    first trading day the provider states; `checked_actions` says the answer
+    reports every action of the asset through today.
     """
 
     bars: list[Bar]
     actions: list[CorporateAction] = field(default_factory=list)
     answered: tuple[date, date] | None = None
     listed_from: date | None = None
+    checked_actions: bool = False
 
     @classmethod
     def of(cls, bars: list[Bar]) -> "HistoryAnswer":

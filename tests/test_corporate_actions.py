@@ -293,3 +293,50 @@ def test_history_rebase_has_help(capsys):
         run_etl("history", "rebase", "--help")
     assert done.value.code == 0
     assert "--symbols" in capsys.readouterr().out
+
+
+# ---- providers without an adjusted close ----
+
+def as_traded_bars(symbol: str, asset_type: str, closes: dict[date, str], source: str) -> list:
+    from etl.models import Bar
+
+    return [Bar(symbol, asset_type, day, Decimal(price), source, open=Decimal(price), high=Decimal(price),
+                low=Decimal(price), volume=Decimal(100), currency="USD") for day, price in closes.items()]
+
+
+def test_where_a_provider_gives_no_adjusted_close_it_is_computed_from_price_and_the_actions(db):
+    from etl.models import Asset, CorporateAction
+    from etl.pipeline.adjust import Answered, load_asset
+
+    ibm = Asset("IBM", "STOCK")
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO asset (symbol, asset_type) VALUES ('IBM', 'STOCK')")
+        closes = {date(2024, 2, 5): "180.00", date(2024, 2, 6): "200.00", date(2024, 2, 7): "190.00",
+                  date(2024, 2, 8): "185.00"}
+        dividend = CorporateAction("IBM", "STOCK", date(2024, 2, 8), "dividend", "alphavantage",
+                                   amount=Decimal("1.90"), currency="USD")
+        split = CorporateAction("IBM", "STOCK", date(2024, 2, 6), "split", "alphavantage", ratio=Decimal(2))
+        loaded = load_asset(cur, ibm, [Answered("alphavantage", as_traded_bars("IBM", "STOCK", closes, "alphavantage"),
+                                                [dividend, split], checked_actions=True)],
+                            fetched_at=datetime.now(timezone.utc), today=date(2024, 2, 8))
+    adjusted = {day: adj for day, (_, adj, _) in stored(db, "IBM").items()}
+    factor = 1 - Decimal("1.90") / Decimal("190.00")                     # 0.99, off the close before the ex-date
+    assert adjusted[date(2024, 2, 8)] == Decimal("185.00")
+    assert adjusted[date(2024, 2, 7)] == Decimal("190.00") * factor
+    assert adjusted[date(2024, 2, 6)] == Decimal("200.00") * factor
+    assert adjusted[date(2024, 2, 5)] == Decimal("180.00") * factor / 2   # and halved by the split after it
+    assert [a.kind for a in loaded.new_actions] == ["split", "dividend"] and not loaded.rebased
+    assert scalar(db, "SELECT corporate_actions_checked FROM asset WHERE symbol = 'IBM'") == date(2024, 2, 8)
+
+
+def test_crypto_from_a_provider_without_an_adjusted_close_gets_its_price_as_adj_close(db):
+    from etl.models import Asset
+    from etl.pipeline.adjust import Answered, load_asset
+
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO asset (symbol, asset_type) VALUES ('BTC', 'CRYPTO')")
+        load_asset(cur, Asset("BTC", "CRYPTO"),
+                   [Answered("coingecko", as_traded_bars("BTC", "CRYPTO", {date(2024, 2, 5): "42000.5"}, "coingecko"))],
+                   fetched_at=datetime.now(timezone.utc), today=date(2024, 2, 5))
+    assert stored(db, "BTC")[date(2024, 2, 5)][:2] == (Decimal("42000.5"), Decimal("42000.5"))
+    assert scalar(db, "SELECT corporate_actions_checked FROM asset WHERE symbol = 'BTC'") is None

@@ -227,3 +227,37 @@ def test_the_api_key_never_appears_in_an_error_message(fake_api, fixture, expect
     assert type(error) is expected and KEY not in str(error)
 
 
+
+
+# ---- corporate actions ----
+
+def test_stock_history_reports_its_splits_and_dividends_asked_once_per_run(fake_api):
+    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("time_series_daily_ibm.json"),
+                                 "SPLITS": load("splits_ibm.json"), "DIVIDENDS": load("dividends_ibm.json")})
+    av = provider(fake_api)
+    answer = av.history_answer(IBM, date(2024, 5, 7), date(2024, 5, 10))
+    av.history_answer(IBM, date(2024, 4, 1), date(2024, 4, 30))
+    assert [q["function"] for q in queries(fake_api)] == ["TIME_SERIES_DAILY", "SPLITS", "DIVIDENDS",
+                                                           "TIME_SERIES_DAILY"]
+    assert answer.checked_actions and answer.bars
+    assert [(a.date, a.kind, a.ratio, a.amount, a.currency) for a in answer.actions] == [
+        (date(2021, 11, 4), "split", Decimal("1.0460"), None, None),
+        (date(1999, 5, 27), "split", Decimal("2.0000"), None, None),
+        (date(1997, 5, 28), "split", Decimal("2.0000"), None, None),
+        (date(2024, 5, 9), "dividend", None, Decimal("1.67"), "USD"),
+        (date(2024, 2, 8), "dividend", None, Decimal("1.66"), "USD")]
+    assert (av.price_basis.splits, av.gives_adj_close) == (False, False)
+
+
+def test_when_the_actions_cannot_be_had_the_bars_still_load_and_the_check_is_not_recorded(fake_api):
+    serve_by_function(fake_api, {"TIME_SERIES_DAILY": load("time_series_daily_ibm.json"),
+                                 "SPLITS": load("information_premium.json")})
+    answer = provider(fake_api).history_answer(IBM, date(2024, 5, 7), date(2024, 5, 10))
+    assert answer.bars and answer.actions == [] and not answer.checked_actions
+
+
+def test_forex_history_asks_for_no_corporate_actions(fake_api):
+    serve_by_function(fake_api, {"FX_DAILY": load("fx_daily_eurusd.json")})
+    answer = provider(fake_api).history_answer(EURUSD, date(2024, 5, 6), date(2024, 5, 10))
+    assert [q["function"] for q in queries(fake_api)] == ["FX_DAILY"]
+    assert answer.actions == [] and not answer.checked_actions

@@ -41,6 +41,7 @@ class Answered:
     provider: str
     bars: list[Bar]
     actions: list[CorporateAction] = field(default_factory=list)
+    checked_actions: bool = False      # the answer reports every action of the asset through today
 
 
 @dataclass
@@ -91,7 +92,7 @@ def load_asset(cur, asset: Asset, answers: Sequence[Answered], *, fetched_at: da
         loaded.rebased_rows = rebase(cur, asset, new_factors, exclude=fresh)
         loaded.rebased = first_stored is not None and first_stored < max(day for day, _ in new_factors)
     fill_adj_close(cur, asset, factors_of(known + loaded.new_actions, closes))
-    if any(asset.asset_type in provider_class(answer.provider).reports_actions for answer in answers):
+    if any(answer.checked_actions for answer in answers):
         mark_checked(cur, asset, today)
     return loaded
 

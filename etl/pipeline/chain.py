@@ -107,6 +107,7 @@ class Served:
     actions: list[CorporateAction] = field(default_factory=list)
     answered: tuple[date, date] | None = None
     listed_from: date | None = None
+    checked_actions: bool = False
 
 
 def for_provider(asset: Asset, name: str) -> Asset:
@@ -259,7 +260,7 @@ class ProviderChain:
                     bars = answer.bars
                     covered = covered_from(bars, first, provider_limits(name).max_points)
                     parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
-                                        answer.listed_from))
+                                        answer.listed_from, answer.checked_actions))
                     if covered > first:
                         log.info("%s: %s returned its maximum of %d bars, from %s on; asking it for %s..%s",
                                  asset.spec, name, len(bars), covered, first, covered - timedelta(days=1))

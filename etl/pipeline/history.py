@@ -268,7 +268,8 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             rows += len(validated.rows)
         if not run.dry_run and fetched.parts:
             loaded = adjust.load_asset(cur, asset, [adjust.Answered(p.served.provider, p.validated.rows,
-                                                                    p.served.actions) for p in fetched.parts],
+                                                                    p.served.actions, p.served.checked_actions)
+                                                     for p in fetched.parts],
                                        fetched_at=fetched_at, today=today)
             run.rows_upserted += loaded.rows
             _report_actions(run, asset, loaded)

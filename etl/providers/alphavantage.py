@@ -15,6 +15,12 @@ and ETFs only by `history_depth`, so the planner does not ask this provider for
 more; forex and crypto history is served in full). Any "premium" notice the API still sends is a RetryableError too: it
 concerns one request, never the whole job.
 
+Prices are as traded. With a stock's or ETF's history come its splits and
+dividends (SPLITS: `data` [{effective_date, split_factor}]; DIVIDENDS: `data`
+[{ex_dividend_date, amount, …}], amounts as paid, "None" where unknown): two
+more requests, once per asset and run. Should they fail, the bars still load
+and the actions are asked again on the next run.
+
 Quotes: GLOBAL_QUOTE for stocks and ETFs, CURRENCY_EXCHANGE_RATE for forex and
 crypto, one symbol per request. GLOBAL_QUOTE has a trading day but no time,
 so its `as_of` is the time it was fetched.
@@ -34,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
-from etl.models import Asset, Bar, Quote
+from etl.models import Asset, Bar, CorporateAction, HistoryAnswer, Quote
 from etl.providers.answers import UNKNOWN_SYMBOL, answer_parser, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
@@ -169,6 +175,40 @@ def parse_daily(payload: Mapping[str, Any], asset: Asset, function: str, currenc
 
 
 @answer_parser(NAME)
+def parse_splits(payload: Mapping[str, Any], asset: Asset) -> list[CorporateAction]:
+    """Splits from a SPLITS payload: `split_factor` is shares after per share before (4 for 4:1)."""
+    actions = []
+    for row in _rows(payload):
+        day, ratio = _day(row.get("effective_date")), to_decimal(row.get("split_factor"))
+        if day is not None and ratio is not None and ratio.is_finite() and ratio > 0 and ratio != 1:
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, day, "split", NAME, ratio=ratio))
+    return actions
+
+
+@answer_parser(NAME)
+def parse_dividends(payload: Mapping[str, Any], asset: Asset, currency: str | None) -> list[CorporateAction]:
+    """Dividends from a DIVIDENDS payload, by ex-dividend date, amounts as paid."""
+    actions = []
+    for row in _rows(payload):
+        day, amount = _day(row.get("ex_dividend_date")), to_decimal(row.get("amount"))
+        if day is not None and amount is not None and amount.is_finite() and amount > 0:
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, day, "dividend", NAME, amount=amount,
+                                           currency=currency))
+    return actions
+
+
+def _rows(payload: Mapping[str, Any]) -> list[dict]:
+    return [row for row in payload.get("data") or [] if isinstance(row, dict)]
+
+
+def _day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return None
+
+
+@answer_parser(NAME)
 def parse_global_quote(payload: Mapping[str, Any], asset: Asset, currency: str | None, fetched_at: datetime,
                        where: str) -> Quote:
     """A stock quote from GLOBAL_QUOTE; an empty "Global Quote" means an unknown symbol."""
@@ -221,6 +261,7 @@ class AlphaVantageProvider(Provider):
     limits = Limits(per_minute=5, per_day=25, max_batch=1)
     key_variable = KEY_VARIABLE
     needs_key = True
+    reports_actions = LIMITED_TYPES
 
     @classmethod
     def history_depth(cls, asset_type: str) -> int | None:
@@ -229,6 +270,7 @@ class AlphaVantageProvider(Provider):
     def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
         super().__init__(session, base_url, api_key)
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self._actions: dict[Asset, list[CorporateAction]] = {}   # asked once per asset and run
 
     def _query(self, params: Mapping[str, str]) -> Any:
         where = describe_url(f"{self.base_url}/query", params)
@@ -248,6 +290,26 @@ class AlphaVantageProvider(Provider):
                                  "is left)")
         payload = self._query(params)
         return parse_daily(payload, asset, params["function"], price_currency(asset, symbol))
+
+    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+        answer = HistoryAnswer.of(self.history(asset, start, end))
+        if asset.asset_type not in self.reports_actions:
+            return answer
+        if asset not in self._actions:
+            try:
+                self._actions[asset] = self.actions(asset)
+            except (NotFoundError, RetryableError) as exc:
+                log.warning("%s: %s: splits and dividends not available (%s); the bars load without them and "
+                            "they are asked again on the next run", NAME, asset.spec, exc)
+                return answer
+        return HistoryAnswer(answer.bars, self._actions[asset], answer.answered, checked_actions=True)
+
+    def actions(self, asset: Asset) -> list[CorporateAction]:
+        """Every split and dividend of `asset` Alpha Vantage knows (SPLITS and DIVIDENDS)."""
+        symbol = self.provider_symbol(asset)
+        splits = self._query({"function": "SPLITS", "symbol": symbol})
+        dividends = self._query({"function": "DIVIDENDS", "symbol": symbol})
+        return parse_splits(splits, asset) + parse_dividends(dividends, asset, price_currency(asset, symbol))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()

@@ -59,7 +59,7 @@ class Provider:
     needs_key: ClassVar[bool] = False            # whether it cannot work without that key
     # What the daily prices of history() are adjusted for (the pipeline turns them back into prices
     # as traded), whether its bars carry an adjusted close, and the asset types whose splits and
-    # dividends history_answer() reports through today.
+    # dividends history_answer() reports through today (when the API lets it: see checked_actions).
     price_basis: ClassVar[PriceBasis] = AS_TRADED
     gives_adj_close: ClassVar[bool] = False
     reports_actions: ClassVar[frozenset[str]] = frozenset()

@@ -383,7 +383,8 @@ class YahooProvider(Provider):
         days = [bar.date for bar in bars]
         return HistoryAnswer([bar for bar in bars if start <= bar.date <= end], parse_actions(payload, asset),
                              answered=(min(days), max(days)) if days else None,
-                             listed_from=first_trade_date(payload))
+                             listed_from=first_trade_date(payload),
+                             checked_actions=asset.asset_type in self.reports_actions)
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()
