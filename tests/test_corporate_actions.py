@@ -340,3 +340,16 @@ def test_crypto_from_a_provider_without_an_adjusted_close_gets_its_price_as_adj_
                    fetched_at=datetime.now(timezone.utc), today=date(2024, 2, 5))
     assert stored(db, "BTC")[date(2024, 2, 5)][:2] == (Decimal("42000.5"), Decimal("42000.5"))
     assert scalar(db, "SELECT corporate_actions_checked FROM asset WHERE symbol = 'BTC'") is None
+
+
+def test_history_rebase_dry_run_fetches_but_writes_nothing(yahoo, db):
+    start, ex_date, today = recent_window()
+    yahoo.splits["AAPL"] = [(ex_date, 4, 1)]
+    assert backfill("AAPL:STOCK", start=start, end=today) == 0
+    as_an_older_release_stored_it(db, "AAPL", ex_date, 4)
+    before, events = stored(db, "AAPL"), scalar(db, "SELECT count(*) FROM etl_outbox")
+    yahoo.api.reset()
+    assert run_etl("history", "rebase", "--symbols", "AAPL:STOCK", "--dry-run") == 0
+    assert len(yahoo.chart_requests("AAPL")) == 1
+    assert stored(db, "AAPL") == before and actions(db, "AAPL") == []
+    assert scalar(db, "SELECT count(*) FROM etl_outbox") == events
