@@ -16,8 +16,8 @@ status (404 for an unknown symbol) or inside a 200 as `chart.error` /
 A window entirely before an asset's first trading day is answered with HTTP 400
 and `chart.error` {"code": "Bad Request", "description": "Data doesn't exist for
 startDate = …, endDate = …"}. That is an answer, not a failure: the history of
-that span is empty (and proves nothing: the next run asks again). The first
-trading day Yahoo states is `meta.firstTradeDate` (unix seconds).
+that span is empty (which proves nothing: the next run asks again). Yahoo states
+the first trading day as `meta.firstTradeDate`.
 
 Prices are split-adjusted as of the day fetched, `adjclose` also for dividends.
 `result.events` holds `splits` {"<unix>": {date, numerator, denominator,
@@ -271,9 +271,8 @@ def first_trade_date(payload: Any) -> date | None:
     result = chart_result(payload, "")
     meta = (result or {}).get("meta") or {}
     stamp = meta.get("firstTradeDate")
-    if not isinstance(stamp, (int, Decimal)) or isinstance(stamp, bool):
-        return None
-    return trading_date(int(stamp), exchange_zone(meta))
+    valid = isinstance(stamp, (int, Decimal)) and not isinstance(stamp, bool)
+    return trading_date(int(stamp), exchange_zone(meta)) if valid else None
 
 
 # ---- quotes ----
