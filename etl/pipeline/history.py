@@ -274,6 +274,9 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             run.rows_upserted += loaded.rows
             _report_actions(run, asset, loaded)
             store.record_fetches(cur, _ledger(cur, asset, fetched.parts, today=today, lookback_days=lookback_days))
+            changed = [bar.date for bar in loaded.bars] + [action.date for action in loaded.new_actions]
+            if changed:
+                store.fill_history_changes(cur, [(asset, min(changed), max(changed))], today=today)
         if fetched.error is None:
             run.succeeded(asset.symbol, rows if run.dry_run else 0)
             if not run.dry_run:

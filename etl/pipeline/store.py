@@ -241,3 +241,58 @@ def stored_around(cur, asset: Asset, spans: Sequence[Span]) -> list[tuple[bool, 
          ORDER BY s.n""", {"symbol": asset.symbol, "type": asset.asset_type,
                            "firsts": [span.start for span in spans], "lasts": [span.end for span in spans]})
     return [(before, after) for before, after in cur.fetchall()]
+
+
+def fill_history_changes(cur, spans: Sequence[tuple[Asset, date, date]], *, today: date) -> int:
+    """Set `change` and `percent_change` of history rows from the previous stored trading day.
+
+    The move is taken on the adjusted basis, so a split or dividend is not shown
+    as one: r = adj_close_t / adj_close_(t-1) - 1 (`price` for both days when
+    either lacks an adjusted close), percent_change = 100 r (six decimals, like
+    the quotes'), change = price_t * r / (1 + r), the as-traded amount (four more
+    decimals than the price). `spans` are the (asset, first, last) days just
+    written, one per asset; the next stored day after each span is recomputed
+    too, so an earlier day that arrives later fixes the day after it. An asset's
+    first stored day has no previous day and is left as it is. Today's row (and a
+    later one: an exchange ahead of UTC) keeps the change a live quote gave it.
+    Rebasing adj_close leaves the ratios, and so these values, unchanged.
+    Returns the number of rows rewritten.
+    """
+    if not spans:
+        return 0
+    cur.execute("""
+        WITH touched (symbol, asset_type, first, last) AS (
+            SELECT * FROM unnest(%(symbols)s::text[], %(types)s::text[], %(firsts)s::date[], %(lasts)s::date[])),
+        reach AS (
+            SELECT t.symbol, t.asset_type, t.first,
+                   coalesce((SELECT max(p.date) FROM market_data p
+                              WHERE p.symbol = t.symbol AND p.asset_type = t.asset_type AND p.date < t.first),
+                            t.first) AS from_day,
+                   coalesce((SELECT min(n.date) FROM market_data n
+                              WHERE n.symbol = t.symbol AND n.asset_type = t.asset_type AND n.date > t.last),
+                            t.last) AS to_day
+              FROM touched t),
+        moves AS (
+            SELECT m.symbol, m.asset_type, m.date, m.price, r.first,
+                   CASE WHEN m.adj_close IS NOT NULL AND lag(m.adj_close) OVER w IS NOT NULL
+                        THEN m.adj_close / lag(m.adj_close) OVER w
+                        ELSE m.price / lag(m.price) OVER w END - 1 AS move
+              FROM reach r
+              JOIN market_data m ON m.symbol = r.symbol AND m.asset_type = r.asset_type
+                                AND m.date BETWEEN r.from_day AND r.to_day
+            WINDOW w AS (PARTITION BY m.symbol, m.asset_type ORDER BY m.date)),
+        computed AS (
+            SELECT symbol, asset_type, date, round(move * 100, 6) AS percent_change,
+                   round(price * move / (1 + move), scale(price) + 4) AS change
+              FROM moves
+             WHERE date >= first AND move IS NOT NULL)
+        UPDATE market_data m
+           SET change = c.change, percent_change = c.percent_change, updated_at = now()
+          FROM computed c
+         WHERE m.symbol = c.symbol AND m.asset_type = c.asset_type AND m.date = c.date
+           AND NOT (m.date >= %(today)s AND (m.change IS NOT NULL OR m.percent_change IS NOT NULL))
+           AND (m.change, m.percent_change) IS DISTINCT FROM (c.change, c.percent_change)""",
+                {"symbols": [a.symbol for a, _, _ in spans], "types": [a.asset_type for a, _, _ in spans],
+                 "firsts": [first for _, first, _ in spans], "lasts": [last for _, _, last in spans],
+                 "today": today})
+    return max(cur.rowcount, 0)
