@@ -48,7 +48,8 @@ def parse(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
 
 
 def job_name(command: str, taken: set[str]) -> str:
-    """A short unique name for the log prefix: `etl-cron outbox flush --x` → `outbox-flush`."""
+    """A short unique name for the log prefix: `etl-cron outbox flush --x` → `outbox-flush`,
+    `etl-cron fetch_market_data --types CRYPTO` → `fetch_market_data-CRYPTO`."""
     words = command.split()
     while words and words[0] in ("etl", "etl-cron"):
         words.pop(0)
@@ -56,7 +57,10 @@ def job_name(command: str, taken: set[str]) -> str:
     for word in words[:2]:
         if word.startswith("-"):
             break
-        kept.append(re.sub(r"[^A-Za-z0-9_.]+", "", word))
+        kept.append(word)
+    if "--types" in words[:-1]:
+        kept.append(words[words.index("--types") + 1].replace(",", "-"))
+    kept = [re.sub(r"[^A-Za-z0-9_.-]+", "", word) for word in kept]
     base = "-".join(w for w in kept if w) or "job"
     name, n = base, 2
     while name in taken:

@@ -74,7 +74,11 @@ def test_each_crontab_line_becomes_one_scheduled_job_in_utc():
     environment, entries = crontab_module().parse((REPO / "crontab").read_text())
     assert environment == {}
     assert entries == [
-        ("*/5 13-21 * * 1-5", "etl-cron fetch_market_data"),
+        ("*/5 13-21 * * 1-5", "etl-cron fetch_market_data --types STOCK,ETF"),
+        ("7-59/15 * * * *", "etl-cron fetch_market_data --types CRYPTO"),
+        ("12-59/15 21-23 * * 0", "etl-cron fetch_market_data --types FOREX"),
+        ("12-59/15 * * * 1-4", "etl-cron fetch_market_data --types FOREX"),
+        ("12-59/15 0-21 * * 5", "etl-cron fetch_market_data --types FOREX"),
         ("2-59/5 0-21 * * 1-5", "etl-cron fetch_market_index_data"),
         ("30 2 * * *", "etl-cron fetch_historical_market_data"),
         ("*/10 * * * *", "etl-cron outbox flush"),
@@ -83,6 +87,7 @@ def test_each_crontab_line_becomes_one_scheduled_job_in_utc():
     config = crontab_module().to_yacron((REPO / "crontab").read_text())
     assert "  utc: true" in config and "  concurrencyPolicy: Forbid" in config
     assert "    command: 'etl-cron outbox flush'" in config
+    assert "  - name: 'fetch_market_data-CRYPTO'\n    command: 'etl-cron fetch_market_data --types CRYPTO'" in config
 
 
 def test_environment_lines_macros_and_quotes_survive_the_conversion():

@@ -154,3 +154,35 @@ def test_a_quote_that_moves_the_price_clears_the_days_adjusted_close(yahoo, db):
     yahoo.quote_time, yahoo.quote_bump = today_at(11), Decimal("2")
     assert run_etl(JOB) == 0
     assert rows(db, "SELECT price, adj_close FROM market_data") == [(yahoo.quote_price("AAPL"), None)]
+
+
+def test_types_crypto_quotes_only_the_active_crypto_assets(yahoo, db):
+    track("AAPL:STOCK", "VOO:ETF", "BTC:CRYPTO", "ETH:CRYPTO", "EUR/USD:FOREX")
+    assert run_etl(JOB, "--types", "crypto") == 0
+    loaded = {r[0] for r in rows(db, "SELECT symbol || ':' || asset_type FROM market_data")}
+    assert loaded == {"BTC:CRYPTO", "ETH:CRYPTO"}
+    assert scalar(db, "SELECT params -> 'types' FROM etl_job_runs") == ["CRYPTO"]
+    assert run_etl(JOB, "--types", "FOREX,STOCK") == 0
+    assert row_count(db, "market_data") == 4
+
+
+def test_a_worker_request_can_name_the_types(yahoo):
+    from etl.jobs.fetch_market_data.fetch_market_data import build_parser
+    from etl.worker import request_argv
+
+    assert request_argv(build_parser(), {"types": ["CRYPTO", "FOREX"]}) == ["--types", "CRYPTO,FOREX"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--types", "BOND"], "give one or more of STOCK,ETF,CRYPTO,FOREX"),
+    (["--types", "INDEX"], "give one or more of STOCK,ETF,CRYPTO,FOREX"),
+    (["--types", "CRYPTO", "--symbols", "BTC:CRYPTO"], "--types and --symbols both choose the assets"),
+])
+def test_unusable_types_are_exit_2_with_one_line(argv, message, yahoo, db, capsys):
+    try:
+        code = run_etl(JOB, *argv)
+    except SystemExit as exc:  # argparse's own exit
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert row_count(db, "etl_job_runs") == 0

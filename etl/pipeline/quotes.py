@@ -34,6 +34,8 @@ def run_quote_job(job: str, options, settings: Settings, pick_assets: Callable[[
     selection.check_named(options.symbols)
     params = {"symbols": [a.spec for a in options.symbols or ()], "provider": options.provider,
               "dry_run": options.dry_run}
+    if getattr(options, "types", None):
+        params["types"] = list(options.types)
     chain = ProviderChain(settings, options.provider)
     with job_run(job, settings, params, dry_run=options.dry_run) as run:
         load_quotes(run, chain, pick_assets(run), today=selection.utc_today(), register_new=register_new)
