@@ -9,11 +9,12 @@ ETL := $(VENV)/bin/etl
 
 venv: $(VENV)/.installed
 
+# PYTHONWARNINGS hides setuptools' notice that an editable install is one (information, not a warning).
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 ## run: migrate, register example assets and run every job (embedded PostgreSQL unless configured)

@@ -14,8 +14,15 @@ pytestmark = pytest.mark.container
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
-    return container.build_image()
+def built():
+    built = container.build_image()
+    yield built
+    built.clean_up(keep=container.keep_images())
+
+
+@pytest.fixture(scope="session")
+def image(built) -> str:
+    return built.name
 
 
 @pytest.fixture
@@ -106,6 +113,23 @@ def test_the_scheduler_runs_crontab_jobs_with_the_container_environment_and_logs
         container.podman("rm", "-f", name)
 
 
+def test_the_scheduler_runs_the_crontab_named_by_etl_crontab_at_run_time(image, container_env, db, tmp_path):
+    schedules = tmp_path / "schedules"
+    schedules.mkdir()
+    (schedules / "crontab").write_text("* * * * * echo \"the operator's own schedule ran\"\n")
+    schedules.chmod(0o755)
+    (schedules / "crontab").chmod(0o644)
+    name = f"etl-scheduler-{uuid.uuid4().hex[:8]}"
+    flags = [f"--env={k}={v}" for k, v in {**container_env, "ETL_CRONTAB": "/schedules/crontab"}.items()]
+    container.podman("run", "-d", "--name", name, "--pull=never", "--network=host", *flags,
+                     "-v", f"{schedules}:/schedules:ro", image, check=True)
+    try:
+        logs = wait_for_log(name, ["the operator's own schedule ran"], timeout=75)
+        assert "scheduler: running 1 job(s) from /schedules/crontab" in logs
+    finally:
+        container.podman("rm", "-f", name)
+
+
 def wait_for_log(name: str, needles: list[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     logs = ""
@@ -116,3 +140,16 @@ def wait_for_log(name: str, needles: list[str], timeout: float) -> str:
             return logs
         time.sleep(1)
     raise AssertionError(f"the container log has not shown {needles} after {timeout} s:\n{logs[-3000:]}")
+
+
+# Last in this file: it removes the image the tests above share.
+def test_the_teardown_leaves_no_test_image_or_dangling_layer_only_the_local_base(built):
+    keep = container.keep_images()
+    built.clean_up(keep=keep)
+    assert not container.CONF.exists()
+    assert container.image_exists(container.BASE_IMAGE)
+    if keep:
+        assert container.image_exists(built.name)
+    else:
+        assert not container.image_exists(built.name)
+        assert container.dangling_images() <= built.dangling_before

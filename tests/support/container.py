@@ -5,6 +5,11 @@ with Python 3.11 made once with debootstrap (docker/build-local-base.sh) and
 passed in as BASE_IMAGE. podman needs runc and explicit ulimits on this
 machine: a containers.conf saying so is written once and named by
 CONTAINERS_CONF for every podman call.
+
+The test image is built without a layer cache (nothing is left of the build
+stage) and removed at the end of the session with any image left dangling
+since the build began, and so is the containers.conf, unless KEEP_IMAGES=1;
+the local base stays, as it takes a minute to make and is reused.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from support.runner import REPO
@@ -26,11 +32,13 @@ runtime = "runc"
 """
 
 
+CONF = Path(tempfile.gettempdir()) / "financial-tracker-etl-containers.conf"
+
+
 def podman_env() -> dict[str, str]:
-    conf = Path(tempfile.gettempdir()) / "financial-tracker-etl-containers.conf"
-    if not conf.exists() or conf.read_text() != _CONF:
-        conf.write_text(_CONF)
-    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+    if not CONF.exists() or CONF.read_text() != _CONF:
+        CONF.write_text(_CONF)
+    return {**os.environ, "CONTAINERS_CONF": str(CONF)}
 
 
 def podman(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
@@ -40,15 +48,48 @@ def podman(*args: str, timeout: float = 120, check: bool = False) -> subprocess.
     return result
 
 
-def build_image() -> str:
-    """Build the base (once per machine) and the project's image; return the image name."""
+def keep_images() -> bool:
+    """KEEP_IMAGES=1 keeps the test image after the run (to look into it, or to save a rebuild)."""
+    return os.environ.get("KEEP_IMAGES") == "1"
+
+
+def image_exists(name: str) -> bool:
+    return podman("image", "exists", name).returncode == 0
+
+
+def dangling_images() -> frozenset[str]:
+    """Ids of untagged images that no tagged image uses (what a build stage leaves)."""
+    listed = podman("images", "--quiet", "--no-trunc", "--filter", "dangling=true", check=True)
+    return frozenset(listed.stdout.split())
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    dangling_before: frozenset[str]  # untagged images there before the build: not ours to remove
+
+    def clean_up(self, *, keep: bool) -> None:
+        """Remove the test image and the images left dangling since the build began (unless `keep`),
+        then the containers.conf. The local base stays."""
+        if not keep:
+            if image_exists(self.name):
+                podman("rmi", "--force", self.name, check=True)
+            ours = dangling_images() - self.dangling_before
+            if ours:
+                podman("rmi", "--force", *sorted(ours), check=True)
+        CONF.unlink(missing_ok=True)
+
+
+def build_image() -> BuiltImage:
+    """Build the base (once per machine) and the project's image."""
     base = subprocess.run([str(REPO / "docker" / "build-local-base.sh"), BASE_IMAGE], env=podman_env(),
                           capture_output=True, text=True, timeout=900)
     if base.returncode != 0:
         raise AssertionError(f"building the local base image failed:\n{base.stdout}\n{base.stderr[-3000:]}")
-    podman("build", "--isolation", "chroot", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro",
+    before = dangling_images()
+    podman("build", "--isolation", "chroot", "--layers=false", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro",
            "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", IMAGE, str(REPO), timeout=900, check=True)
-    return IMAGE
+    return BuiltImage(IMAGE, before)
 
 
 def run(image: str, *command: str, env: dict[str, str] | None = None, options: tuple[str, ...] = (),
