@@ -1,14 +1,13 @@
 """History rows carry their change: the move from the previous stored trading day, on the adjusted basis."""
 
-import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 
 from support.db import rows
 from support.runner import run_etl
-from support.yahoo_server import YahooServer
+from support.yahoo_server import YahooServer, close_price
 
 JOB = "fetch_historical_market_data"
 START, END = date(2024, 1, 1), date(2024, 3, 29)
@@ -51,25 +50,10 @@ def test_after_a_backfill_every_row_but_each_assets_first_has_its_change(yahoo, 
             assert row[3:] == expected_move(previous, row), row[0]
 
 
-def split_chart(yahoo: YahooServer, symbol: str, day: date, ratio: int):
-    """Yahoo's chart for `symbol` as after a `ratio`:1 split on `day`: as-traded prices before it are
-    `ratio` times the later ones' scale, the adjusted closes are all on today's basis."""
-    def answer(request):
-        response = yahoo._chart(request)
-        result = response.body["chart"]["result"][0]
-        quote, adjusted = result["indicators"]["quote"][0], result["indicators"]["adjclose"][0]["adjclose"]
-        for i, stamp in enumerate(result.get("timestamp", [])):
-            before = datetime.fromtimestamp(stamp, timezone.utc).date() < day
-            if before:
-                for field in ("open", "high", "low", "close"):
-                    quote[field][i] = float(Decimal(str(quote[field][i])) * ratio)
-            adjusted[i] = quote["close"][i] / (ratio if before else 1)
-        return response
-    yahoo.api.route(re.compile(r"/v8/finance/chart/" + re.escape(symbol)), answer)
-
-
 def test_across_a_split_the_change_is_the_market_move_not_the_split(yahoo, db):
-    split_chart(yahoo, "SPLT", SPLIT_DAY, 2)
+    yahoo.splits["SPLT"] = [(SPLIT_DAY, 2, 1)]
+    for day in yahoo.trading_days("SPLT", START, SPLIT_DAY - timedelta(days=1)):
+        yahoo.closes[("SPLT", day)] = close_price("SPLT", day) * 2   # as traded: twice the later scale
     assert backfill("SPLT:STOCK") == 0
     stored = {row[0]: row for row in history(db, "SPLT")}
     before, on = stored[SPLIT_DAY - timedelta(days=1)], stored[SPLIT_DAY]
