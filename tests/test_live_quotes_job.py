@@ -166,11 +166,12 @@ def test_types_crypto_quotes_only_the_active_crypto_assets(yahoo, db):
     assert row_count(db, "market_data") == 4
 
 
-def test_a_worker_request_can_name_the_types(yahoo):
-    from etl.jobs.fetch_market_data.fetch_market_data import build_parser
-    from etl.worker import request_argv
+def test_a_worker_request_can_name_the_types():
+    from etl.registry import JOBS
+    from etl.worker_kafka import request_options
 
-    assert request_argv(build_parser(), {"types": ["CRYPTO", "FOREX"]}) == ["--types", "CRYPTO,FOREX"]
+    options = request_options(JOBS[JOB], b'{"types": ["crypto", "FOREX"]}')
+    assert options.types == ("CRYPTO", "FOREX")
 
 
 @pytest.mark.parametrize("argv, message", [
