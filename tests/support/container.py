@@ -6,10 +6,10 @@ passed in as BASE_IMAGE. podman needs runc and explicit ulimits on this
 machine: a containers.conf saying so is written once and named by
 CONTAINERS_CONF for every podman call.
 
-The test image is built without a layer cache (nothing is left of the build
-stage) and removed at the end of the session with any image left dangling
-since the build began, and so is the containers.conf, unless KEEP_IMAGES=1;
-the local base stays, as it takes a minute to make and is reused.
+The test image (tagged per session) is built without a layer cache, so nothing
+of the build stage stays behind, and removed at the end of the session with
+anything its build left dangling, and so is the containers.conf, unless
+KEEP_IMAGES=1; the local base stays, as it takes a minute to make and is reused.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from support.runner import REPO
 
 BASE_IMAGE = "localhost/bookworm-python:local"
-IMAGE = "localhost/financial-tracker-etl:test"
+# One tag per test session, so sessions on one machine never remove or retag each other's image.
+IMAGE = f"localhost/financial-tracker-etl:test-{os.getpid()}"
 _CONF = """\
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -32,7 +33,7 @@ runtime = "runc"
 """
 
 
-CONF = Path(tempfile.gettempdir()) / "financial-tracker-etl-containers.conf"
+CONF = Path(tempfile.gettempdir()) / f"financial-tracker-etl-containers-{os.getpid()}.conf"
 
 
 def podman_env() -> dict[str, str]:
@@ -66,17 +67,17 @@ def dangling_images() -> frozenset[str]:
 @dataclass(frozen=True)
 class BuiltImage:
     name: str
-    dangling_before: frozenset[str]  # untagged images there before the build: not ours to remove
+    left_dangling: frozenset[str]  # untagged images that appeared while it was built
 
     def clean_up(self, *, keep: bool) -> None:
-        """Remove the test image and the images left dangling since the build began (unless `keep`),
-        then the containers.conf. The local base stays."""
+        """Remove the test image and what its build left dangling (unless `keep`), then the
+        containers.conf. The local base stays, and so does anything other sessions made."""
         if not keep:
             if image_exists(self.name):
                 podman("rmi", "--force", self.name, check=True)
-            ours = dangling_images() - self.dangling_before
-            if ours:
-                podman("rmi", "--force", *sorted(ours), check=True)
+            left = sorted(self.left_dangling & dangling_images())
+            if left:
+                podman("rmi", "--force", *left, check=True)
         CONF.unlink(missing_ok=True)
 
 
@@ -89,7 +90,7 @@ def build_image() -> BuiltImage:
     before = dangling_images()
     podman("build", "--isolation", "chroot", "--layers=false", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro",
            "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", IMAGE, str(REPO), timeout=900, check=True)
-    return BuiltImage(IMAGE, before)
+    return BuiltImage(IMAGE, dangling_images() - before)
 
 
 def run(image: str, *command: str, env: dict[str, str] | None = None, options: tuple[str, ...] = (),
