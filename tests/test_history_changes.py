@@ -137,3 +137,15 @@ def test_a_second_run_over_the_same_rows_rewrites_nothing(db):
     assert changes(db, "BTC")[1:] == [(Decimal("1200.0000"), Decimal("2.000000")),
                                       (Decimal("-1224.0000"), Decimal("-2.000000"))]
     assert fill(db, "BTC", "CRYPTO", D1, D3, today=D3 + timedelta(days=1)) == 0
+
+
+def test_a_move_beyond_the_tables_bounds_is_left_null_instead_of_failing_the_asset(db):
+    write_rows(db, "TINY", "CRYPTO", [(D1, Decimal("1E-12"), None, None, None),
+                                      (D2, Decimal("0.01"), None, None, None)])
+    write_rows(db, "ODD", "STOCK", [(D1, Decimal("100"), Decimal("100"), None, None),
+                                    (D2, Decimal("100000000000"), Decimal("1"), None, None)])
+    assert fill(db, "TINY", "CRYPTO", D1, D2, today=D3) == 1
+    assert fill(db, "ODD", "STOCK", D1, D2, today=D3) == 1
+    change, percent = changes(db, "TINY")[1]
+    assert percent is None and change == Decimal("0.010000")
+    assert changes(db, "ODD")[1] == (None, Decimal("-99.000000"))

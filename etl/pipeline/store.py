@@ -250,9 +250,10 @@ def fill_history_changes(cur, spans: Sequence[tuple[Asset, date, date]], *, toda
     as one: r = adj_close_t / adj_close_(t-1) - 1 (`price` for both days when
     either lacks an adjusted close), percent_change = 100 r (six decimals, like
     the quotes'), change = price_t * r / (1 + r), the as-traded amount (four more
-    decimals than the price). `spans` are the (asset, first, last) days just
-    written, one per asset; the next stored day after each span is recomputed
-    too, so an earlier day that arrives later fixes the day after it. An asset's
+    decimals than the price); a value beyond the table's bounds (a change of
+    1e12, a percent change of 1e9) is left NULL. `spans` are the (asset, first,
+    last) days just written, one per asset; the next stored day after each span
+    is recomputed too, so an earlier day that arrives later fixes the day after it. An asset's
     first stored day has no previous day and is left as it is. Today's row (and a
     later one: an exchange ahead of UTC) keeps the change a live quote gave it.
     Rebasing adj_close leaves the ratios, and so these values, unchanged.
@@ -281,11 +282,16 @@ def fill_history_changes(cur, spans: Sequence[tuple[Asset, date, date]], *, toda
               JOIN market_data m ON m.symbol = r.symbol AND m.asset_type = r.asset_type
                                 AND m.date BETWEEN r.from_day AND r.to_day
             WINDOW w AS (PARTITION BY m.symbol, m.asset_type ORDER BY m.date)),
-        computed AS (
-            SELECT symbol, asset_type, date, round(move * 100, 6) AS percent_change,
-                   round(price * move / (1 + move), scale(price) + 4) AS change
+        rounded AS (
+            SELECT symbol, asset_type, date, round(move * 100, 6) AS percent,
+                   round(price * move / (1 + move), scale(price) + 4) AS amount
               FROM moves
-             WHERE date >= first AND move IS NOT NULL)
+             WHERE date >= first AND move IS NOT NULL),
+        computed AS (
+            SELECT symbol, asset_type, date,
+                   CASE WHEN abs(amount) < 1e12 THEN amount END AS change,
+                   CASE WHEN abs(percent) < 1e9 THEN percent END AS percent_change
+              FROM rounded)
         UPDATE market_data m
            SET change = c.change, percent_change = c.percent_change, updated_at = now()
           FROM computed c
