@@ -17,7 +17,7 @@ EXIT_CODE_MEANINGS = {
     EXIT_FAILED: "the job could not run (database unreachable, bad credentials …); nothing half-written",
     EXIT_USAGE: "bad arguments or configuration; one line says which",
     EXIT_PARTIAL: "partial: some assets failed, the rest were loaded; the failures are listed",
-    EXIT_LOCKED: "another run of the same job holds the lock; nothing done",
+    EXIT_LOCKED: "other runs hold every asset (or the job's lock); nothing done",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT): what was committed stays and is announced",
     EXIT_TERMINATED: "stopped by SIGTERM: what was committed stays and is announced",
 }
@@ -88,7 +88,7 @@ class MissingKeyError(FatalError):
 
 
 class LockHeldError(EtlError):
-    """Another run of the same job holds its lock: nothing was done."""
+    """Other runs of the job hold every asset this run was asked for: nothing was done."""
 
     exit_code = EXIT_LOCKED
 

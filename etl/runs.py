@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import closing, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Iterator
 import psycopg2
 from psycopg2.extras import Json
 
-from etl import registry, stopping
+from etl import registry, run_locks, stopping
 from etl.config import Settings
 from etl.errors import (EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EtlError, Interrupted, LockHeldError,
                         StoppedPartwayError)
@@ -30,6 +31,27 @@ from etl.utils.log_utils import redact
 log = logging.getLogger(__name__)
 
 ABANDONED = "abandoned: the process ended without finishing (killed or crashed)"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The `etl enqueue` batch a run belongs to: given by the worker beside the job's options, never as one."""
+
+    batch_id: str
+    chunk: int | None = None
+
+
+_BATCH: ContextVar[Batch | None] = ContextVar("etl_batch", default=None)
+
+
+@contextmanager
+def in_batch(batch: Batch | None) -> Iterator[None]:
+    """Runs started inside this block (in this thread) belong to `batch`."""
+    token = _BATCH.set(batch)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,38 @@ class JobRun:
     extra: dict = field(default_factory=dict)
     planned: list[str] | None = None  # every asset the run means to process (`plan`)
     committed: tuple[list[str], int] | None = None  # (symbols_ok, rows_upserted) at the last checkpoint
+    skipped: list[str] = field(default_factory=list)  # assets another run was working on
+    batch: Batch | None = None
+    taken: int = 0                    # locks of work items taken (`take`)
+    _release: list[str] = field(default_factory=list)  # lock keys to release at the next commit
+
+    def take(self, item: str) -> bool:
+        """Lock `item` (an asset's spec, or another unit of the job's work) as its work starts; False when
+        another run holds it. Release it with `release_after_commit` once its work is written. A dry run
+        takes no lock."""
+        if self.run_id is None:
+            self.taken += 1
+            return True
+        with self.conn.cursor() as cur:
+            got = run_locks.try_lock(cur, self._key(item))
+        self.taken += got
+        return got
+
+    def release_after_commit(self, item: str) -> None:
+        """`item`'s work is written: its lock goes at the next commit (`checkpoint`, or the run's end)."""
+        if self.run_id is not None:
+            self._release.append(self._key(item))
+
+    def skip(self, symbol: str) -> None:
+        """Another run holds this asset: listed under `skipped`, neither done nor failed."""
+        self.skipped.append(symbol)
+
+    @property
+    def every_asset_held(self) -> bool:
+        return bool(self.skipped) and not self.taken
+
+    def _key(self, item: str) -> str:
+        return run_locks.work_key(self.settings.db_schema, self.job, item)
 
     def plan(self, symbols: Iterable[str]) -> None:
         """Name the assets this run will process, so a run stopped part-way can list those it did not load."""
@@ -86,12 +140,16 @@ class JobRun:
                              Json(self.failures), self.run_id))
         self.conn.commit()
         self.committed = (list(self.symbols_ok), self.rows_upserted)
+        if self._release:
+            with self.conn.cursor() as cur:
+                run_locks.unlock(cur, self._release)
+            self._release.clear()
 
     def unloaded(self, error: str) -> list[dict]:
         """The failures of a run stopped by `error` after its last checkpoint: those it recorded, then
         every planned asset that was neither committed nor already listed, failed with `error`."""
         committed = set(self.committed[0]) if self.committed else set()
-        listed = {failure["symbol"] for failure in self.failures}
+        listed = {failure["symbol"] for failure in self.failures} | set(self.skipped)
         left = [symbol for symbol in self.planned or () if symbol not in committed and symbol not in listed]
         return self.failures + [{"symbol": symbol, "error": error} for symbol in left]
 
@@ -133,14 +191,24 @@ class JobRun:
             "symbols": self.symbols_ok,
             "failed": self.failures,
             "params": self.params,
+            "skipped": self.skipped,
+            **batch_fields(self.batch),
             **self.extra,
         }
 
 
+def batch_fields(batch: Batch | None) -> dict:
+    """What an event says of the batch its run belongs to (nothing for a run not from `etl enqueue`)."""
+    return {} if batch is None else {"batch_id": batch.batch_id, "batch_chunk": batch.chunk}
+
+
 @contextmanager
 def job_run(job: Job | str, settings: Settings, params: dict, *, dry_run: bool = False) -> Iterator[JobRun]:
-    """Run a job under its advisory lock, recorded in etl_job_runs, ending with its event.
+    """Run a job recorded in etl_job_runs, under its own run lock, ending with its event.
 
+    The body locks each unit of work as it starts it (`JobRun.take`, see `run_locks`) and
+    lists what other runs hold under `skipped`; a run that could take none of them
+    (`JobRun.every_asset_held`) leaves no trace and raises `LockHeldError` (exit 75).
     On a normal exit the run row and the completion event are committed in the same
     transaction as whatever data the job left uncommitted, then the outbox is
     flushed (unless the broker already failed at the start: a dead broker costs a
@@ -150,14 +218,15 @@ def job_run(job: Job | str, settings: Settings, params: dict, *, dry_run: bool =
     assets are its symbols, every other planned asset is failed with the error, its completion event is
     written, and `StoppedPartwayError` (exit 3) is raised from the error — or, when a signal stopped it,
     `Interrupted` (exit 130 / 143). A dry run takes no lock and writes nothing (only pending migrations
-    are applied). `job` is a registry entry or the name of one.
+    are applied). `job` is a registry entry or the name of one. A run started inside `in_batch` belongs
+    to that batch (recorded on its row and in its event).
     """
     spec = job if isinstance(job, Job) else registry.job(job)
     conn = connect(settings)
     try:
         migrate(conn, settings.db_schema)
         if dry_run:
-            run = JobRun(spec.name, settings, conn, params, dry_run=True)
+            run = JobRun(spec.name, settings, conn, params, dry_run=True, batch=_BATCH.get())
             try:
                 yield run
             finally:
@@ -165,53 +234,36 @@ def job_run(job: Job | str, settings: Settings, params: dict, *, dry_run: bool =
             return
         _, left_pending = kafka_utils.flush_outbox(conn, settings)
         broker_failed = bool(settings.kafka_bootstrap_servers) and left_pending > 0
-        if not try_job_lock(conn, settings.db_schema, spec.name):
-            raise LockHeldError(f"{spec.name}: another run holds the lock; nothing done "
-                                "(normal when runs overlap)")
+        run = _start_run(conn, spec, settings, params, _BATCH.get())
         try:
-            run = _start_run(conn, spec, settings, params)
-            try:
-                with stopping.cancelling(conn.cancel):
-                    yield run
-                stopping.check()
-                _record_end(conn, run, run.status, None, run.symbols_ok, run.rows_upserted, run.failures,
-                            spec.completion_topic)
-            except BaseException as exc:
-                _rollback_quietly(conn)
-                if stopping.requested() is not None and not isinstance(exc, Interrupted):
-                    exc = Interrupted(stopping.requested())  # a statement cancelled by the stop request
-                stopped = _fail_run(conn, run, exc, spec.completion_topic, broker_failed=broker_failed)
-                if isinstance(exc, Interrupted):
-                    raise exc from None
-                if stopped is not None:
-                    raise stopped from exc
+            with stopping.cancelling(conn.cancel):
+                yield run
+            stopping.check()
+            if run.every_asset_held:
+                raise LockHeldError(f"{spec.name}: another run holds the lock of every asset it was asked for "
+                                    f"({len(run.skipped)}); nothing done (normal when runs overlap)")
+            _record_end(conn, run, run.status, None, run.symbols_ok, run.rows_upserted, run.failures,
+                        spec.completion_topic)
+        except BaseException as exc:
+            _rollback_quietly(conn)
+            if isinstance(exc, LockHeldError) and run.committed is None:
+                _forget_run(conn, run)
                 raise
-        finally:
-            _release_quietly(conn, settings.db_schema, spec.name)
+            if stopping.requested() is not None and not isinstance(exc, Interrupted):
+                exc = Interrupted(stopping.requested())  # a statement cancelled by the stop request
+            stopped = _fail_run(conn, run, exc, spec.completion_topic, broker_failed=broker_failed)
+            if isinstance(exc, Interrupted):
+                raise exc from None
+            if stopped is not None:
+                raise stopped from exc
+            raise
         if broker_failed:
             log.info("%s: Kafka was unreachable at the start of this run; its event waits in etl_outbox "
                      "for the next job or `etl outbox flush`", spec.name)
         else:
             kafka_utils.flush_outbox(conn, settings)
     finally:
-        conn.close()
-
-
-# --- the job's advisory lock -----------------------------------------------------------------
-
-def try_job_lock(conn, schema: str, job: str) -> bool:
-    """Take the session-level advisory lock of `job` in `schema`; False if another session holds it."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{schema}:{job}",))
-        locked = cur.fetchone()[0]
-    conn.commit()
-    return locked
-
-
-def release_job_lock(conn, schema: str, job: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{schema}:{job}",))
-    conn.commit()
+        conn.close()  # releases the run's locks with its session
 
 
 def _rollback_quietly(conn) -> None:
@@ -222,43 +274,51 @@ def _rollback_quietly(conn) -> None:
         log.debug("rollback failed: the connection is gone", exc_info=True)
 
 
-def _release_quietly(conn, schema: str, job: str) -> None:
-    """Release the job lock; if the connection died, PostgreSQL released it already."""
+def _forget_run(conn, run: JobRun) -> None:
+    """Delete the row of a run that could take no asset: like a run refused at the door, it leaves no trace."""
     try:
-        release_job_lock(conn, schema, job)
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM etl_job_runs WHERE run_id = %s", (run.run_id,))
+        conn.commit()
     except psycopg2.Error:
-        log.debug("could not release the %s lock: the connection is gone", job, exc_info=True)
+        log.debug("could not delete run %s: the connection is gone (the next run marks it abandoned)",
+                  run.run_id, exc_info=True)
 
 
 # --- the run's row and event -----------------------------------------------------------------
 
-def _start_run(conn, spec: Job, settings: Settings, params: dict) -> JobRun:
-    """Record a new running run; first mark the job's abandoned runs failed and announce what they committed."""
+def _start_run(conn, spec: Job, settings: Settings, params: dict, batch: Batch | None) -> JobRun:
+    """Record a new running run holding its own run lock; first mark the job's abandoned runs failed (those
+    `running` whose lock is free: their process is gone) and announce what they committed."""
     job, topic = spec.name, spec.completion_topic
     with conn.cursor() as cur:
-        cur.execute("""
+        cur.execute(f"""
             UPDATE etl_job_runs
-               SET status = 'failed', finished_at = greatest(now(), started_at), error = %s
-             WHERE job = %s AND status = 'running'
-         RETURNING run_id, params, started_at, finished_at, rows_upserted, symbols, failures""", (ABANDONED, job))
+               SET status = 'failed', finished_at = greatest(now(), started_at), error = %(error)s
+             WHERE job = %(job)s AND status = 'running' AND {run_locks.RUN_LOCK_IS_FREE}
+         RETURNING run_id, params, started_at, finished_at, rows_upserted, symbols, failures, batch_id,
+                   batch_chunk""", {"error": ABANDONED, "job": job, "schema": settings.db_schema})
         abandoned = cur.fetchall()
         if abandoned:
             log.warning("%s: marked %d abandoned run(s) as failed", job, len(abandoned))
-        for run_id, run_params, started_at, finished_at, rows, symbols, failures in abandoned:
+        for run_id, run_params, started_at, finished_at, rows, symbols, failures, batch_id, chunk in abandoned:
             if rows or symbols:
                 log.warning("%s: announcing the %d asset(s) abandoned run %s had committed", job, len(symbols),
                             run_id)
+                of_batch = batch_fields(Batch(str(batch_id), chunk) if batch_id else None)
                 kafka_utils.enqueue_event(cur, settings.topic(topic), job, lambda event_id: {
                     "event_id": event_id, "job": job, "run_id": run_id, "status": "failed",
                     "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
                     "rows_upserted": rows, "symbols": symbols, "failed": failures, "params": run_params,
-                    "error": ABANDONED})
+                    "skipped": [], **of_batch, "error": ABANDONED})
         cur.execute("""
-            INSERT INTO etl_job_runs (job, params, status) VALUES (%s, %s, 'running')
-            RETURNING run_id, started_at""", (job, Json(params, dumps=_json_dumps)))
+            INSERT INTO etl_job_runs (job, params, status, batch_id, batch_chunk) VALUES (%s, %s, 'running', %s, %s)
+            RETURNING run_id, started_at""", (job, Json(params, dumps=_json_dumps),
+                                              batch.batch_id if batch else None, batch.chunk if batch else None))
         run_id, started_at = cur.fetchone()
+        run_locks.lock(cur, run_locks.run_key(settings.db_schema, run_id))  # before the row is visible
     conn.commit()
-    return JobRun(job, settings, conn, params, run_id=run_id, started_at=started_at)
+    return JobRun(job, settings, conn, params, run_id=run_id, started_at=started_at, batch=batch)
 
 
 def _fail_run(conn, run: JobRun, exc: BaseException, topic: str, *,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from support.db import row_count
+from support.locks import held_by_another_run
 from support.runner import ETL_VARIABLES, REPO, run_etl, run_etl_process
 from support.yahoo_server import YahooServer
 
@@ -192,14 +193,11 @@ def test_every_crontab_command_runs_successfully_against_the_test_services(
     assert (tmp_path / "state" / "last-scheduled-run").exists()
 
 
-def test_an_overlapping_scheduled_run_is_skipped_without_alarm(etl_env, db, cron_path, tmp_path, schema):
-    with db.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{schema}:fetch_market_data",))
-    try:
-        result = run_cron_command("etl-cron fetch_market_data", etl_env, cron_path, tmp_path / "state")
-    finally:
-        with db.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{schema}:fetch_market_data",))
+def test_an_overlapping_scheduled_run_is_skipped_without_alarm(etl_env, db, cron_path, tmp_path, schema,
+                                                                database_url):
+    with held_by_another_run(database_url, schema, "fetch_market_data", "AAPL:STOCK"):
+        result = run_cron_command("etl-cron fetch_market_data --symbols AAPL:STOCK", etl_env, cron_path,
+                                  tmp_path / "state")
     assert result.returncode == 0
     assert "skipped: the previous run is still going (exit 75, not an error)" in result.stdout
 

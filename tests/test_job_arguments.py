@@ -2,10 +2,10 @@
 
 import re
 
-import psycopg2
 import pytest
 
 from support.db import row_count
+from support.locks import held_by_another_run
 from support.runner import PYTHON, REPO, run_etl, run_etl_process
 from support.yahoo_server import YahooServer
 
@@ -94,15 +94,13 @@ def test_a_real_run_by_path_from_another_directory(fake_api, etl_env, tmp_path):
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_a_second_concurrent_run_exits_75_and_does_nothing(job, etl_env, db, database_url, schema, capsys):
-    holder = psycopg2.connect(database_url)
-    try:
-        with holder.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{schema}:{job}",))
-            assert cur.fetchone()[0]
-        assert exit_code(job, "--symbols", "^GSPC" if job == "fetch_market_index_data" else "AAPL") == 75
-        assert "another run holds the lock" in capsys.readouterr().err
-        assert row_count(db, "etl_job_runs") == 0
-        assert row_count(db, "asset") == 0
-    finally:
-        holder.close()
+def test_a_run_whose_every_asset_another_run_holds_exits_75_and_does_nothing(job, etl_env, db, database_url,
+                                                                             schema, capsys):
+    asset = "^GSPC:INDEX" if job == "fetch_market_index_data" else "AAPL:STOCK"
+    assert run_etl("assets", "add", asset) == 0
+    with held_by_another_run(database_url, schema, job, asset):
+        assert exit_code(job, "--symbols", asset) == 75
+    assert "another run holds the lock of every asset" in capsys.readouterr().err
+    assert row_count(db, "etl_job_runs") == 0
+    assert row_count(db, "market_data") == 0
+    assert row_count(db, "etl_outbox") == 0

@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run by path: python etl/jobs/generate_mock_tran
 from etl import assets as asset_sql  # noqa: E402
 from etl.cli import asset_list, job_main, job_parser  # noqa: E402
 from etl.config import Settings  # noqa: E402
-from etl.errors import UsageError  # noqa: E402
+from etl.errors import LockHeldError, UsageError  # noqa: E402
 from etl.holdings import apply_transactions  # noqa: E402
 from etl.holdings_cli import uuid_list  # noqa: E402
 from etl.mock.accounts import refuse_taken_ids, refuse_used_seed, store_accounts  # noqa: E402
@@ -59,7 +59,7 @@ from etl.mock.load import copy_transactions  # noqa: E402
 from etl.mock.prices import load_price_book, price_currencies  # noqa: E402
 from etl.models import Asset  # noqa: E402
 from etl.registry import JOBS  # noqa: E402
-from etl.runs import RunResult, job_run  # noqa: E402
+from etl.runs import JobRun, RunResult, job_run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def run(options, settings: Settings) -> RunResult:
     log.info("%s: seed %d", JOB.name, args.seed)
     refuse_used_seed(settings, args.seed, args.accounts or 0)
     with job_run(JOB, settings, params, dry_run=args.dry_run) as run:
-        outcome = generate(run.conn, args)
+        outcome = generate(run, args)
         run.extra = {
             "accounts": [str(a) for a in outcome.accounts],
             "transactions": outcome.transactions,
@@ -143,8 +143,12 @@ def run(options, settings: Settings) -> RunResult:
                       + (" (dry run: nothing written)" if args.dry_run else ""))
 
 
-def generate(conn, args) -> Outcome:
-    """Insert accounts and transactions and update the holdings, leaving the transaction open."""
+def generate(run: JobRun, args) -> Outcome:
+    """Insert accounts and transactions and update the holdings, leaving the transaction open.
+
+    The run locks its set of accounts first: a run over the same accounts exits 75, any other runs alongside.
+    """
+    conn = run.conn
     rng = random.Random(args.seed)
     with conn.cursor() as cur:
         cur.execute("SELECT current_date")
@@ -155,6 +159,9 @@ def generate(conn, args) -> Outcome:
         fresh = new_account_ids(rng, args.accounts or 0)
         refuse_taken_ids(cur, fresh, args.seed)
         accounts = tuple(dict.fromkeys([*args.account_id, *fresh]))
+        if not run.take("accounts:" + ",".join(sorted(map(str, accounts)))):
+            raise LockHeldError(f"{JOB.name}: another run is generating for the same {len(accounts)} account(s); "
+                                "nothing done (normal when runs overlap)")
         store_accounts(cur, accounts, args.currency)
         first_day = _months_back(today, args.months - 1)
         plan = Plan(accounts=accounts, first_day=first_day, last_day=today, per_month=args.per_month,

@@ -1,6 +1,7 @@
 """The historical backfill: plan the missing spans per asset, fetch them concurrently, load.
 
-Fetching runs in a small thread pool (provider sessions are thread-safe and
+Each asset is locked as its work starts and re-checked against what
+overlapping runs fetched meanwhile (`claims`). Fetching runs in a small thread pool (provider sessions are thread-safe and
 share their rate limiter) so a backfill can reach a provider's rate limit
 despite network latency; every database write happens on the calling thread.
 Each asset's rows, ledger entries and corporate actions (`adjust`) are committed
@@ -23,14 +24,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from etl import stopping
 from etl.assets import record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import Asset
-from etl.pipeline import adjust, health, store
+from etl.pipeline import adjust, claims, health, store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
                                 provider_limits)
@@ -209,24 +210,26 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
             health.recording(run.settings, chain, dry_run=run.dry_run):
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
-        with closing(_fetch_all(chain, todo, today=today, threads=threads)) as results:
+        with closing(_fetch_all(chain, claims.claimed(run, todo), len(todo), today=today,
+                                threads=threads)) as results:
             for fetched in progress(results, len(todo), "historical backfill", log=log, tally=run.tally):
                 stopping.check()
                 if not run.dry_run and not first_write:
                     run.checkpoint()
                 first_write = False
                 _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
+                run.release_after_commit(fetched.asset.spec)
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())
             store.store_exchange_timezones(cur, chain.learned_timezones())
 
 
-def _fetch_all(chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date, threads: int):
-    """Yield each asset's Fetched as soon as it is ready; a FatalError stops everything."""
-    workers = max(1, min(threads, len(plans)))
+def _fetch_all(chain: ProviderChain, waiting: Iterator[AssetPlan], count: int, *, today: date, threads: int):
+    """Yield the Fetched of each of the `count` plans of `waiting` as soon as it is ready; a FatalError
+    stops everything. `waiting` is drawn from on this thread, as each fetch is submitted."""
+    workers = max(1, min(threads, count))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
-    waiting = iter(plans)
     try:
         # At most two assets per worker in flight, so fetched rows never pile up in memory
         # when loading is slower than fetching.
@@ -273,7 +276,8 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
                                        fetched_at=fetched_at, today=today)
             run.rows_upserted += loaded.rows
             _report_actions(run, asset, loaded)
-            store.record_fetches(cur, _ledger(cur, asset, fetched.parts, today=today, lookback_days=lookback_days))
+            store.record_fetches(cur, _ledger(cur, asset, fetched.parts, today=today, lookback_days=lookback_days),
+                                 run.run_id)
             changed = [bar.date for bar in loaded.bars] + [action.date for action in loaded.new_actions]
             if changed:
                 store.fill_history_changes(cur, [(asset, min(changed), max(changed))], today=today)

@@ -74,6 +74,23 @@ def plan_spans(start: date, end: date, covered: Iterable[Span], *, today: date, 
     return spans
 
 
+def without(spans: Sequence[Span], taken: Iterable[Span]) -> list[Span]:
+    """The days of `spans` outside every span of `taken`, as spans in order."""
+    left = sorted(spans)
+    for cut in sorted(taken):
+        kept = []
+        for span in left:
+            if cut.end < span.start or cut.start > span.end:
+                kept.append(span)
+                continue
+            if span.start < cut.start:
+                kept.append(Span(span.start, cut.start - ONE_DAY))
+            if cut.end < span.end:
+                kept.append(Span(cut.end + ONE_DAY, span.end))
+        left = kept
+    return left
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What proves days of a span had no trading, besides the bars that came back.

@@ -26,6 +26,8 @@ from etl.validate import validate_quotes
 
 log = logging.getLogger(__name__)
 
+LOCK_CHUNK = 200  # assets locked, fetched and committed together (a server's lock table holds a few thousand)
+
 
 def run_quote_job(job: str, options, settings: Settings, pick_assets: Callable[[JobRun], list[Asset]], *,
                   register_new: bool = False) -> RunResult:
@@ -47,22 +49,44 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
                 register_new: bool = False) -> None:
     """Fetch, validate and upsert the quotes of `assets`, reporting each asset into `run`.
 
+    Assets go in chunks of LOCK_CHUNK: each asset of a chunk is locked (one another run
+    holds is skipped), the chunk is fetched and written, and committed with its locks
+    released before the next; the last chunk is committed with the run's event.
     Assets without a name are named with the name and exchange the provider gave, and
     every asset gets the exchange time zone its quote came with. With `register_new`
     (the index job), assets not yet in `asset` are registered the same way; otherwise
     they are expected to exist.
     """
+    run.extra["dropped_rows"] = 0
     with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget, \
             health.recording(run.settings, chain, dry_run=run.dry_run):
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
-        quotes, failures = chain.quotes(assets)
+        for first in range(0, len(assets), LOCK_CHUNK):
+            if first and not run.dry_run:
+                run.checkpoint()
+            taken = []
+            for asset in assets[first:first + LOCK_CHUNK]:
+                if run.take(asset.spec):
+                    taken.append(asset)
+                else:
+                    log.info("%s: another run is working on it; skipped", asset.spec)
+                    run.skip(asset.symbol)
+            if taken:
+                _load_chunk(run, chain, taken, today=today, register_new=register_new)
+            for asset in taken:
+                run.release_after_commit(asset.spec)
+
+
+def _load_chunk(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, today: date,
+                register_new: bool) -> None:
+    quotes, failures = chain.quotes(assets)
     for asset, error in failures.items():
         if isinstance(error, FatalError):
             raise error
     validated = validate_quotes(quotes, today)
     if validated.dropped:
         log.info("dropped %d quote(s): %s", validated.dropped, dict(validated.reasons))
-    run.extra["dropped_rows"] = validated.dropped
+    run.extra["dropped_rows"] += validated.dropped
     priced = {(q.symbol, q.asset_type) for q in validated.rows}
     by_key = {(a.symbol, a.asset_type): a for a in assets}
     dropped = [a for key, a in by_key.items() if key not in priced and a not in failures]

@@ -135,15 +135,31 @@ def clear_cool_off(cur, assets: Iterable[Asset]) -> None:
                AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(wanted))
 
 
-def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list[date]]]) -> None:
-    """Ledger rows: (asset, provider, span, rows returned, rows dropped, final empty days)."""
+def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list[date]]],
+                   run_id: int | None = None) -> None:
+    """Ledger rows: (asset, provider, span, rows returned, rows dropped, final empty days), fetched by `run_id`."""
     if entries:
         execute_values(cur, """
             INSERT INTO market_data_fetch_ledger
-                   (symbol, asset_type, provider, range_start, range_end, rows_returned, rows_dropped, empty_days)
-            VALUES %s""", [(a.symbol, a.asset_type, provider, span.start, span.end, returned, dropped, days)
+                   (symbol, asset_type, provider, range_start, range_end, rows_returned, rows_dropped, empty_days,
+                    run_id)
+            VALUES %s""", [(a.symbol, a.asset_type, provider, span.start, span.end, returned, dropped, days, run_id)
                            for a, provider, span, returned, dropped, days in entries],
-                       template="(%s, %s, %s, %s, %s, %s, %s, %s::date[])")
+                       template="(%s, %s, %s, %s, %s, %s, %s, %s::date[], %s)")
+
+
+def fetched_meanwhile(conn, asset: Asset, run_id: int, started_at: datetime) -> list[Span]:
+    """The spans of `asset` that runs overlapping run `run_id` (still running, or finished since it started)
+    have fetched: committed before this asset's lock could be taken, so they need no second request."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT l.range_start, l.range_end
+              FROM market_data_fetch_ledger l
+              JOIN etl_job_runs r ON r.run_id = l.run_id
+             WHERE l.symbol = %s AND l.asset_type = %s AND l.run_id <> %s
+               AND (r.finished_at IS NULL OR r.finished_at >= %s)""",
+                    (asset.symbol, asset.asset_type, run_id, started_at))
+        return [Span(first, last) for first, last in cur.fetchall()]
 
 
 def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +25,7 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -48,6 +50,7 @@ class FakeApi:
     def __init__(self):
         self.routes: list[tuple[re.Pattern[str], Handler | Response]] = []
         self.requests: list[Request] = []
+        self.latency = 0.0  # seconds every answer waits, as a distant server's would
         self._lock = threading.Lock()
         api = self
 
@@ -61,6 +64,8 @@ class FakeApi:
                 with api._lock:
                     api.requests.append(request)
                 response = api._answer(request)
+                if api.latency:
+                    time.sleep(api.latency)
                 body = response.encoded()
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.content_type)

@@ -8,7 +8,7 @@ by its path and through `etl worker`.
 It registers the given assets and upserts one market_data row per asset for a
 fixed day (counting it only when it changed, as the real jobs do). Arguments make it report failures, sleep while holding its lock
 (with its rows written but not yet committed), commit each asset as a
-checkpoint, or raise when it reaches an asset or after writing.
+checkpoint (each asset is locked while it is worked on, as the real jobs do), or raise when it reaches an asset or after writing.
 """
 
 from __future__ import annotations
@@ -67,20 +67,26 @@ def run(args, settings) -> RunResult:
         run.plan(a.spec for a in assets)
         with run.conn.cursor() as cur:
             register_assets(cur, assets)
+            if not args.dry_run:
+                run.conn.commit()  # as select_assets does: a concurrent run must not wait on these rows
             for asset in assets:
                 stopping.sleep(args.pause_each)
                 if asset.symbol == args.raise_at.upper():
                     raise RuntimeError(f"sample job told to fail at {asset.spec}")
+                if not run.take(asset.spec):
+                    run.skip(asset.spec)
+                    continue
                 if asset.symbol in failing:
                     continue
                 written = bulk_upsert(cur, "market_data", COLUMNS, [(asset.symbol, asset.asset_type, DAY,
                                                                      args.price, "sample", AS_OF)],
                                       key=("symbol", "asset_type", "date"), newer_column="as_of")
                 run.succeeded(asset.spec, written)
+                run.release_after_commit(asset.spec)
                 if args.checkpoint and not args.dry_run:
                     run.checkpoint()
         for asset in assets:
-            if asset.symbol in failing:
+            if asset.symbol in failing and asset.spec not in run.skipped:
                 run.failed(asset.spec, "sample failure as asked")
         if args.sleep:
             log.info("%s: sleeping %.1f s with the lock held", JOB.name, args.sleep)
