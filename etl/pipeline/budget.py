@@ -15,6 +15,9 @@ the API itself says its quota is spent, the day is marked spent too, under the
 limit then in force: a different limit configured later (PROVIDER_DAILY_LIMITS
 after a plan upgrade) lifts the mark, and only the count is checked against it.
 
+The same connection reserves the per-minute turns every process shares
+(`rate_bucket`), in dry runs too: they send real requests.
+
 Providers without a daily limit cost no query at all. A dry run reads the day's
 count once per provider and counts down in memory: it respects the budget but
 writes nothing.
@@ -28,6 +31,7 @@ from typing import Mapping
 
 from etl.config import Settings
 from etl.errors import BudgetSpentError
+from etl.pipeline.rate_bucket import RateBucket
 from etl.utils.db_utils import connect
 
 log = logging.getLogger(__name__)
@@ -106,6 +110,10 @@ class DailyBudget:
         if reserved is None:
             raise spent_error(provider, per_day, units)
         log.debug("%s: %d unit(s) reserved, %d of %d used today", provider, units, reserved[0], per_day)
+
+    def rate_bucket(self, provider: str, per_minute: float) -> RateBucket:
+        """`provider`'s per-minute limit shared by every process, reserved on this budget's connection."""
+        return RateBucket(self._connection, self._lock, provider, per_minute)
 
     def mark_spent(self, provider: str, per_day: int) -> None:
         """The API said today's quota is spent: no run under the same limit asks it again before 00:00 UTC."""

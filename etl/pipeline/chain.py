@@ -19,7 +19,8 @@ not asked again in this run, the next provider of each chain takes over
 (`mark_unavailable`, the one switch for every reason a provider cannot serve the
 rest of a run), and it is said once, not per asset.
 With a `DailyBudget` given to `check`, each provider with a daily limit is
-built to reserve every request from it, and a quota the API reports spent is
+built to reserve every request from it (and each with a per-minute limit to
+take its turns from the bucket all processes share, `rate_bucket`), and a quota the API reports spent is
 recorded there so that later runs of the day do not ask either. The budget
 belongs to whoever opened it, who closes it; the chain only uses it.
 `asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
@@ -42,6 +43,7 @@ from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, N
 from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span
+from etl.pipeline.rate_bucket import RateBucket
 from etl.providers import make_provider, provider_class
 from etl.pipeline.failures import asset_failure_level, combined_error, no_provider_error  # noqa: F401 (re-exported)
 from etl.providers.answers import reading
@@ -141,7 +143,7 @@ class ProviderChain:
         with self._lock:
             if name not in self._providers:
                 _load_class(name)
-                built = make_provider(name, self.settings, self._provider_budget(name))
+                built = make_provider(name, self.settings, self._provider_budget(name), self._rate_bucket(name))
                 built.known_symbols.update(self._known_symbols.get(name, {}))
                 self._providers[name] = built
             return self._providers[name]
@@ -198,6 +200,13 @@ class ProviderChain:
         if self.budget is None:
             return None
         return self.budget.for_provider(name, daily_limit(name, self.settings))
+
+    def _rate_bucket(self, name: str) -> RateBucket | None:
+        """The per-minute limit `name` shares with every process, kept on the budget's connection."""
+        if self.budget is None:
+            return None
+        per_minute = self.settings.rate_limit(name, provider_limits(name).per_minute)
+        return self.budget.rate_bucket(name, per_minute) if per_minute else None
 
     @property
     def requests_made(self) -> int:

@@ -18,7 +18,7 @@ from etl.providers.coingecko import CoinGeckoProvider
 from etl.providers.frankfurter import FrankfurterProvider
 from etl.providers.twelvedata import TwelveDataProvider
 from etl.providers.yahoo import YahooProvider
-from etl.utils.fetch_utils import RequestBudget, make_session
+from etl.utils.fetch_utils import RequestBudget, SharedBucket, make_session
 
 if TYPE_CHECKING:
     from etl.config import Settings
@@ -38,12 +38,14 @@ def provider_class(name: str) -> type[Provider]:
     return PROVIDERS[name]
 
 
-def make_provider(name: str, settings: Settings, budget: RequestBudget | None = None) -> Provider:
+def make_provider(name: str, settings: Settings, budget: RequestBudget | None = None,
+                  bucket: SharedBucket | None = None) -> Provider:
     """A ready provider: its own rate-limited session, base URL and key from the settings.
 
     The session spaces requests at the provider's declared `limits.per_minute`
     unless PROVIDER_RATE_LIMITS sets another rate for it (a paid plan, a proxy),
-    and reserves each request from `budget` (its daily allowance) when given.
+    and reserves each request from `budget` (its daily allowance) when given; with
+    `bucket`, that rate is shared with every other process (`pipeline.rate_bucket`).
     """
     cls = provider_class(name)
     key = settings.api_key(name)
@@ -52,5 +54,6 @@ def make_provider(name: str, settings: Settings, budget: RequestBudget | None = 
                               f".env, or take {name} out of the provider chain")
     per_minute = settings.rate_limit(name, cls.limits.per_minute)
     session = make_session(name, timeout=settings.http_timeout, per_minute=per_minute,
-                           retries=settings.http_retries, backoff=settings.http_backoff, budget=budget)
+                           retries=settings.http_retries, backoff=settings.http_backoff, budget=budget,
+                           bucket=bucket)
     return cls(session, settings.base_url(name), key)

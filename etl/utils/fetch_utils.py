@@ -108,15 +108,26 @@ def connect_failure(exc: BaseException | None) -> str | None:
     return None
 
 
+class SharedBucket(Protocol):
+    """A rate limit shared with other processes (`etl.pipeline.rate_bucket`): `reserve` returns the seconds
+    to wait before sending, or None when it cannot be asked (the limiter then paces locally)."""
+
+    def reserve(self, units: int = 1) -> float | None: ...
+
+    def hold(self, seconds: float) -> None: ...
+
+
 class RateLimiter:
     """Spaces requests so that at most `per_minute` units start in any minute (thread-safe).
 
     A request of `cost` n takes n intervals: the next request starts n intervals after it.
+    With `bucket`, the turns come from the limit every process shares, and a hold holds them all.
     """
 
-    def __init__(self, per_minute: float | None):
+    def __init__(self, per_minute: float | None, bucket: SharedBucket | None = None):
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self.check: Callable[[], None] | None = None   # the session's: raises when the provider is down
+        self.bucket = bucket if per_minute else None
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -127,10 +138,14 @@ class RateLimiter:
         stopping.check()
         if not self.interval:
             return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval * cost
+        delay = self.bucket.reserve(cost) if self.bucket is not None else None
+        if delay is not None:
+            start = time.monotonic() + delay
+        else:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next)
+                self._next = start + self.interval * cost
         while (left := start - time.monotonic()) > 0:
             stopping.sleep(min(left, ABORT_CHECK_SECONDS))
             if check is not None:
@@ -140,6 +155,8 @@ class RateLimiter:
         """Start no request for `seconds` (the provider said Retry-After)."""
         with self._lock:
             self._next = max(self._next, time.monotonic() + seconds)
+        if self.bucket is not None:
+            self.bucket.hold(seconds)
 
 
 class _PacedRetry(Retry):
@@ -261,11 +278,12 @@ def unreachable_error(provider: str, url: str, cause: str) -> ProviderUnreachabl
 
 def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,
                  retries: int = 4, backoff: float = 0.5, pool_size: int = 8,
-                 budget: RequestBudget | None = None) -> ProviderSession:
+                 budget: RequestBudget | None = None, bucket: SharedBucket | None = None) -> ProviderSession:
     """A session for one provider: retries with exponential backoff and jitter on
-    connection errors, 429 and 5xx (honouring Retry-After), a request-rate limit and,
-    with `budget`, a daily allowance reserved before each request."""
-    limiter = RateLimiter(per_minute)
+    connection errors, 429 and 5xx (honouring Retry-After), a request-rate limit (shared
+    with other processes through `bucket`) and, with `budget`, a daily allowance reserved
+    before each request."""
+    limiter = RateLimiter(per_minute, bucket)
     retry = _PacedRetry(
         total=retries,
         connect=retries,
