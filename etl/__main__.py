@@ -34,6 +34,7 @@ COMMANDS = {
     "report": Command("etl.report:main", "write a self-contained HTML coverage report"),
     "db": Command("etl.db_cli:main", "the database in use: its URL, or stop the embedded server"),
     "runs": Command("etl.runs_cli:main", "show recent job runs and why they failed"),
+    "enqueue": Command("etl.enqueue:main", "fan a job out over the workers: one request per chunk of assets"),
 }
 
 

@@ -62,6 +62,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     http_timeout: float = 20.0
+    fetch_threads: int = 8
     http_retries: int = 4
     http_backoff: float = 0.5
     worker_group: str = "financial-tracker-etl"
@@ -137,6 +138,7 @@ class Settings:
             market_index_symbols=index_symbols,
             log_level=log_level,
             log_format=log_format,
+            fetch_threads=_int("ETL_FETCH_THREADS", get("ETL_FETCH_THREADS"), 8, minimum=1, maximum=64),
             http_timeout=float(_int("ETL_HTTP_TIMEOUT", get("ETL_HTTP_TIMEOUT"), 20, minimum=1, maximum=600)),
             http_retries=_int("ETL_HTTP_RETRIES", get("ETL_HTTP_RETRIES"), 4, minimum=0, maximum=20),
             http_backoff=_seconds("ETL_HTTP_BACKOFF", get("ETL_HTTP_BACKOFF"), 0.5),

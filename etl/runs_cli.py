@@ -1,16 +1,19 @@
 """Show recent job runs, newest first, each with its error (or its first failed assets) in one line.
 
 --failures RUN_ID lists every asset that run failed, each with its error.
+--batch ID says how many chunks of an `etl enqueue` batch are done.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from etl.cli import CommandParser, parse_or_exit, positive_int, run_cli
 from etl.error_lines import run_error_line, short_error
-from etl.errors import UsageError
+from etl.batches import batch_progress
+from etl.errors import EtlError, UsageError
 from etl.registry import JOBS
 from etl.tables import print_table
 from etl.utils import db_utils
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job", choices=list(JOBS), help="only this job")
     parser.add_argument("--failures", type=positive_int, metavar="RUN_ID",
                         help="list every failed asset of this run with its error")
+    parser.add_argument("--batch", type=_batch_id, metavar="ID",
+                        help="how many chunks of this `etl enqueue` batch are done")
     return parser
 
 
@@ -44,9 +49,26 @@ def _run(args, settings) -> int:
     with db_utils.database(settings) as conn, conn.cursor() as cur:
         if args.failures:
             return _failures(cur, args.failures)
+        if args.batch:
+            return _batch(conn, args.batch)
         cur.execute(RECENT_RUNS, {"job": args.job, "limit": args.limit})
         print_table(("run", "job", "status", "started", "seconds", "rows", "ok", "failed", "error"),
                     [(*row[:8], run_error_line(row[8], row[9])) for row in cur.fetchall()])
+    return 0
+
+
+def _batch_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch id — use the one `etl enqueue` printed") from None
+
+
+def _batch(conn, batch_id: str) -> int:
+    progress = batch_progress(conn, batch_id)
+    if progress is None:
+        raise EtlError(f"no batch {batch_id} in this database — check the id `etl enqueue` printed and DB_SCHEMA")
+    print(progress.describe())
     return 0
 
 

@@ -11,8 +11,10 @@ failed (exit 1: the database unreachable, every asset failed) is retried in
 place after each of --retry-delays (its offset sought back, not committed);
 only when those are used up does it go to the DLQ with its error and attempts,
 to be replayed once the cause is fixed. Exit 3 (some assets failed) is a
-finished run: committed once. A job that finds its lock held (exit 75) is
-retried shortly.
+finished run: committed once. A job that finds every asset held by other runs
+(exit 75) is retried shortly. A request from `etl enqueue` carries its batch
+in Kafka headers (`batch_id`, `batch_chunk`), outside the job's options: the
+run is recorded and announced as part of that batch.
 
 SIGTERM or Ctrl-C: the current job may finish within --stop-grace seconds;
 then it is asked to stop at its next safe point (exit 143: what it committed
@@ -34,9 +36,9 @@ from etl.config import Settings
 from etl.errors import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED, EXIT_USAGE,
                         ConfigError)
 from etl.registry import Job
-from etl.runs import RunResult
+from etl.runs import Batch, RunResult, in_batch
 from etl.worker_kafka import (PoisonMessage, WorkerOptions, commit, dead_letter, ensure_topics, make_consumer,
-                              request_argv, request_options)
+                              request_argv, request_batch, request_options)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,9 @@ class Worker:
         except PoisonMessage as exc:
             dead_letter(self.producer, record, where, str(exc), job.name)
         else:
-            log.info("%s: running %s", where, job.name)
-            result = self.run_job(job, options)
+            batch = request_batch(record)
+            log.info("%s: running %s%s", where, job.name, f" (batch {batch.batch_id})" if batch else "")
+            result = self.run_job(job, options, batch)
             if result is None or result.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
                 code = "no exit" if result is None else f"exit {result.exit_code}"
                 log.warning("%s: %s abandoned on shutdown (%s); the request stays for the next worker",
@@ -118,7 +121,7 @@ class Worker:
         self._failed_attempts.pop(attempt_key, None)
         commit(self.consumer, record, where)
 
-    def run_job(self, job: Job, options: argparse.Namespace) -> RunResult | None:
+    def run_job(self, job: Job, options: argparse.Namespace, batch: Batch | None = None) -> RunResult | None:
         """Run the job in a thread of this process and wait for its result; None when given up on shutdown.
 
         The thread keeps this one free for the signal handler and the stop deadline: once the grace
@@ -128,9 +131,11 @@ class Worker:
         stopping.reset()
         outcome: list[RunResult] = []
         module = job.load()
-        thread = threading.Thread(
-            target=lambda: outcome.append(guarded(job.name, lambda: module.run(options, self.settings))),
-            name=job.name, daemon=True)
+        def body() -> RunResult:
+            with in_batch(batch):
+                return module.run(options, self.settings)
+
+        thread = threading.Thread(target=lambda: outcome.append(guarded(job.name, body)), name=job.name, daemon=True)
         thread.start()
         while thread.is_alive():
             thread.join(0.1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
@@ -13,6 +14,7 @@ from typing import Mapping
 from etl.config import Settings
 from etl.errors import PoisonMessage, UsageError
 from etl.registry import Job
+from etl.runs import Batch
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,22 @@ def request_options(job: Job, value: bytes | None) -> argparse.Namespace:
         raise PoisonMessage(str(exc)) from None
 
 
+def request_batch(record) -> Batch | None:
+    """The `etl enqueue` batch of a request, from its headers; None without one (or with one unreadable,
+    which is logged: the request still runs, as a request of no batch)."""
+    headers = {key: value for key, value in (record.headers or ())}
+    if "batch_id" not in headers:
+        return None
+    try:
+        batch_id = str(uuid.UUID(headers["batch_id"].decode("ascii")))
+        chunk = int(headers["batch_chunk"]) if headers.get("batch_chunk") is not None else None
+    except (ValueError, UnicodeDecodeError):
+        log.warning("%s[%d]@%d: unreadable batch headers %r; running it as a request of no batch",
+                    record.topic, record.partition, record.offset, headers)
+        return None
+    return Batch(batch_id, chunk)
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     session_timeout_ms: int = 6000
@@ -89,8 +107,7 @@ def ensure_topics(settings: Settings, topics: Mapping[str, object]) -> None:
 def make_consumer(settings: Settings, options: WorkerOptions, topics: Mapping[str, object]):
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(
-        *topics,
+    consumer = KafkaConsumer(
         bootstrap_servers=list(settings.kafka_bootstrap_servers),
         group_id=settings.worker_group,
         client_id="financial-tracker-etl-worker",
@@ -102,6 +119,26 @@ def make_consumer(settings: Settings, options: WorkerOptions, topics: Mapping[st
         max_poll_interval_ms=options.max_poll_interval_ms,
         request_timeout_ms=max(30_000, options.session_timeout_ms + 5_000),
     )
+    consumer.subscribe(list(topics), listener=_assignment_log())
+    return consumer
+
+
+def _assignment_log():
+    """A listener logging the partitions this worker is given and loses at each rebalance of the group."""
+    from kafka import ConsumerRebalanceListener
+
+    class AssignmentLog(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked) -> None:
+            log.info("partitions revoked: %s", _partitions(revoked))
+
+        def on_partitions_assigned(self, assigned) -> None:
+            log.info("partitions assigned: %s", _partitions(assigned))
+
+    return AssignmentLog()
+
+
+def _partitions(partitions) -> str:
+    return ", ".join(sorted(f"{p.topic}[{p.partition}]" for p in partitions)) or "none"
 
 
 def dead_letter(producer, record, where: str, error: str, default_key: str, *, kind: str = "poison request",

@@ -60,7 +60,8 @@ def run(options, settings: Settings) -> RunResult:
                                     lookback_days=settings.lookback_days, full_refresh=options.full_refresh)
         if options.plan:
             return RunResult(JOB.name, 0, "\n".join(history.describe_plan(plans)))
-        history.backfill(run, chain, plans, today=today, lookback_days=settings.lookback_days)
+        history.backfill(run, chain, plans, today=today, lookback_days=settings.lookback_days,
+                         threads=settings.fetch_threads)
         run.extra["requests"] = chain.requests_made
     return run.result(selection.summary(JOB.name, run, chain.requests_made, started))
 
