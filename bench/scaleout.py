@@ -102,8 +102,14 @@ def serve(port_value, limit_value, served, throttled, arrivals_path, ready) -> N
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a SIGKILLed worker's request, expected
+                super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", 0), Handler)
     port_value.value = server.server_address[1]
     ready.set()
     server.serve_forever()
@@ -306,7 +312,7 @@ def main() -> int:
                     cur.execute("SELECT count(*) FROM etl_job_runs WHERE batch_id = %s AND error LIKE 'abandoned%%'",
                                 (batch,))
                     abandoned = cur.fetchone()[0]
-                    cur.execute("SELECT count(DISTINCT symbol) FROM market_data")
+                    cur.execute("SELECT count(DISTINCT symbol) FROM market_data WHERE symbol <> 'WARMUP'")
                     stored = cur.fetchone()[0]
                 events = [e for e in events_of(broker.bootstrap, f"{group.schema}.{TOPIC}", finished)
                           if e.get("batch_id") == batch]
