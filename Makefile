@@ -39,6 +39,7 @@ bench: venv
 	$(PY) bench/transactions.py
 	$(PY) bench/rebase.py
 	$(PY) bench/faults.py
+	$(PY) bench/scaleout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
