@@ -153,3 +153,11 @@ def test_budget_compares_requests_with_minute_and_daily_limits():
 def test_budget_without_limits_says_so():
     assert Budget("yahoo", 10, None, None).describe() == \
         "yahoo: 10 request(s); no per-minute limit; no daily limit"
+
+
+def test_requests_are_widened_by_a_week_each_side_within_the_providers_reach_and_today_but_not_for_crypto():
+    from etl.pipeline.plan import widened
+
+    assert widened("STOCK", d("2024-03-04"), d("2024-03-10"), None, TODAY) == (d("2024-02-26"), d("2024-03-17"))
+    assert widened("FOREX", d("2024-06-05"), d("2024-06-12"), d("2024-06-01"), TODAY) == (d("2024-06-01"), TODAY)
+    assert widened("CRYPTO", d("2024-03-04"), d("2024-03-10"), None, TODAY) == (d("2024-03-04"), d("2024-03-10"))

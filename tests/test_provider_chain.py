@@ -93,6 +93,24 @@ def test_history_falls_back_to_the_next_provider_and_says_which_delivered(apis, 
     assert scalar(db, "SELECT count(DISTINCT provider) FROM market_data_fetch_ledger") == 2
 
 
+def frankfurter_requests(api) -> list[str]:
+    return [r.path for r in api.requests_to("/") if ".." in r.path]
+
+
+def test_a_range_ending_on_a_weekend_is_settled_by_an_answer_asked_a_week_wider_and_never_asked_again(apis, db,
+                                                                                                     monkeypatch):
+    monkeypatch.setenv("FOREX_PROVIDERS", "frankfurter")
+    first, sunday = date(2024, 3, 4), date(2024, 3, 10)
+    args = ("fetch_historical_market_data", "--symbols", "EUR/USD:FOREX", "--start", first.isoformat(),
+            "--end", sunday.isoformat())
+    assert run_etl(*args) == 0
+    assert frankfurter_requests(apis.api) == ["/2024-02-26..2024-03-17"]
+    assert [r[0] for r in rows(db, "SELECT date FROM market_data ORDER BY date")] == ecb_days(first, sunday)
+    apis.api.reset()
+    assert run_etl(*args) == 0
+    assert frankfurter_requests(apis.api) == []
+
+
 def test_quotes_fall_back_for_the_assets_the_first_provider_cannot_price(apis, db):
     apis.unknown.add("EURUSD=X")
     assert run_etl("fetch_market_data", "--symbols", "EUR/USD:FOREX,GBP/USD:FOREX") == 0

@@ -42,7 +42,7 @@ from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, N
                         QuotaExhaustedError, RetryableError)
 from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
-from etl.pipeline.plan import Span
+from etl.pipeline.plan import Span, widened
 from etl.pipeline.rate_bucket import RateBucket
 from etl.providers import make_provider, provider_class
 from etl.pipeline.failures import asset_failure_level, combined_error, no_provider_error  # noqa: F401 (re-exported)
@@ -265,9 +265,10 @@ class ProviderChain:
             try:
                 while last >= first:
                     with reading(name, asset.spec):
-                        answer = self.provider(name).history_answer(for_provider(asset, name), first, last)
-                    bars = answer.bars
-                    covered = covered_from(bars, first, provider_limits(name).max_points)
+                        answer = self.provider(name).history_answer(for_provider(asset, name),
+                                                                    *widened(asset.asset_type, first, last, reach, today))
+                    bars = [bar for bar in answer.bars if first <= bar.date <= last]
+                    covered = covered_from(answer.bars, first, provider_limits(name).max_points)
                     parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
                                         answer.listed_from, answer.checked_actions))
                     if covered > first:

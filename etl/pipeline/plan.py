@@ -91,6 +91,19 @@ def without(spans: Sequence[Span], taken: Iterable[Span]) -> list[Span]:
     return left
 
 
+EDGE_DAYS = 7
+
+
+def widened(asset_type: str, first: date, last: date, reach: date | None, today: date) -> tuple[date, date]:
+    """The days to ask a provider for when `first`..`last` are wanted: a week more on each side (not
+    before the provider's `reach`, not after today), so that weekends and holidays at the edges lie
+    between two bars of the answer (`Evidence`). Crypto trades every day: asked as it is."""
+    if asset_type == "CRYPTO":
+        return first, last
+    edge = timedelta(days=EDGE_DAYS)
+    return max(first - edge, reach or date.min), max(last, min(last + edge, today))
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What proves days of a span had no trading, besides the bars that came back.
