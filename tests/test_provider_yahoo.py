@@ -84,14 +84,14 @@ def test_price_is_the_raw_close_and_adj_close_the_adjusted_one(yahoo, fake_api):
     assert first.adj_close == Decimal("184.73497009277344")
 
 
-def test_history_asks_the_chart_endpoint_for_daily_bars_from_a_week_before_the_range_through_today(yahoo, fake_api):
+def test_history_asks_the_chart_endpoint_for_daily_bars_from_the_range_through_today(yahoo, fake_api):
     history_of(yahoo, fake_api, AAPL, date(2024, 1, 2), date(2024, 1, 10))
     (request,) = fake_api.requests_to("/v8/finance/chart/")
     assert request.path == "/v8/finance/chart/AAPL"
     assert request.query["interval"] == "1d"
     assert request.query["includeAdjustedClose"] == "true"
     assert request.query["events"] == "div,split"
-    assert int(request.query["period1"]) <= datetime(2023, 12, 26, tzinfo=timezone.utc).timestamp()
+    assert int(request.query["period1"]) <= datetime(2024, 1, 2, tzinfo=timezone.utc).timestamp()
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     assert int(request.query["period2"]) >= today.timestamp() + 86400
 

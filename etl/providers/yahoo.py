@@ -23,8 +23,7 @@ Prices are split-adjusted as of the day fetched, `adjclose` also for dividends.
 `result.events` holds `splits` {"<unix>": {date, numerator, denominator,
 splitRatio}} and `dividends` {"<unix>": {date, amount}} (amounts split-adjusted,
 in the price's unit). The window runs through today, so every later split is
-reported (still one request), and opens LEAD_DAYS early so that holidays at its
-edges lie between two bars of the answer.
+reported (still one request).
 
 Yahoo publishes no rate limit for these endpoints; 60 requests a minute is our
 own, polite ceiling.
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 NAME = "yahoo"
 SPARK_MAX_SYMBOLS = 20
 NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
-# The chart window opens this many days before the first day asked (see the module docstring).
-LEAD_DAYS = 7
 
 # Exchange suffixes Yahoo appends to listings outside the US (VOD.L, 7203.T, SAP.DE …).
 # A dotted symbol whose suffix is not one of these is a share class (BRK.B), which Yahoo
@@ -150,10 +147,10 @@ def chart_path(symbol: str) -> str:
 
 
 def chart_window(start: date, end: date, today: date) -> tuple[int, int]:
-    """period1 and period2 of a chart request for `start`..`end`: from LEAD_DAYS before `start`
-    through today (so the answer reports every later split), widened by a day on each side
-    because sessions start up to 14 hours either side of UTC midnight."""
-    return unix_seconds(start - timedelta(days=LEAD_DAYS + 1)), unix_seconds(max(end, today) + timedelta(days=2))
+    """period1 and period2 of a chart request for `start`..`end` and through today (so the answer
+    reports every later split), widened by a day on each side because sessions start up to 14 hours
+    either side of UTC midnight."""
+    return unix_seconds(start - timedelta(days=1)), unix_seconds(max(end, today) + timedelta(days=2))
 
 
 def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: date, end: date,

@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import unquote
 
-from etl.providers.yahoo import LEAD_DAYS
+from etl.pipeline.plan import EDGE_DAYS
 from support.fake_api import FakeApi, Request, Response
 
 OPEN_UTC = time(14, 30)
@@ -91,11 +91,15 @@ class YahooServer:
         return [r for r in self.api.requests_to(prefix) if symbol is None or unquote(r.path) == prefix + symbol]
 
     def requested_days(self, symbol: str) -> list[tuple[date, date]]:
-        """The (first, last) day each chart request for `symbol` asked for, as the provider
-        meant it (it opens the window LEAD_DAYS and a day early, and closes it two days late;
-        the last day is today or later, as every request runs through today)."""
-        return [(_day(r.query["period1"]) + timedelta(days=LEAD_DAYS + 1), _day(r.query["period2"]) - timedelta(days=2))
-                for r in self.chart_requests(symbol)]
+        """The (first, last) day each chart request for `symbol` asked for, as the backfill planned
+        it: the provider opens the window a day early (and closes it two days late; the last day is
+        today or later, as every request runs through today), and for what does not trade every day
+        (not a crypto `-USD` pair) the chain asks EDGE_DAYS early."""
+        def planned(request: Request) -> date:
+            edge = 0 if symbol.endswith("-USD") else EDGE_DAYS
+            return _day(request.query["period1"]) + timedelta(days=1 + edge)
+
+        return [(planned(r), _day(r.query["period2"]) - timedelta(days=2)) for r in self.chart_requests(symbol)]
 
     def raw_close(self, symbol: str, day: date) -> Decimal:
         """The close as traded on `day`."""
