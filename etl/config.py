@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
 from etl.providers import PROVIDERS
+from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL as DEFAULT_YAHOO_COOKIE_URL
+from etl.utils.http_clients import DEFAULT_IMPERSONATE as DEFAULT_YAHOO_IMPERSONATE
 
 PROVIDER_NAMES = tuple(PROVIDERS)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -29,6 +31,10 @@ PROVIDER_VARIABLES_BY_TYPE = {
     "FOREX": "FOREX_PROVIDERS",
     "INDEX": "INDEX_PROVIDERS",
 }
+# With neither MARKET_DATA_PROVIDERS nor the type's own variable set: Yahoo first, then a second keyless
+# source where one exists, so a type is not lost when Yahoo refuses this client.
+DEFAULT_CHAINS = {"CRYPTO": ("yahoo", "coingecko"), "FOREX": ("yahoo", "frankfurter")}
+DEFAULT_CHAIN = ("yahoo",)
 DEFAULT_INDEX_SYMBOLS = "^GSPC,^DJI,^IXIC,^RUT,^VIX,^FTSE,^GDAXI,^N225,^HSI"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -56,6 +62,8 @@ class Settings:
     daily_limits: Mapping[str, int] = field(default_factory=dict)  # requests a UTC day, overriding the declared
     base_urls: Mapping[str, str] = field(
         default_factory=lambda: {name: cls.default_base_url for name, cls in PROVIDERS.items()})
+    yahoo_cookie_url: str = DEFAULT_YAHOO_COOKIE_URL
+    yahoo_impersonate: str = DEFAULT_YAHOO_IMPERSONATE
     history_start: date | None = None
     lookback_days: int = 3
     market_index_symbols: tuple[str, ...] = tuple(DEFAULT_INDEX_SYMBOLS.split(","))
@@ -90,9 +98,11 @@ class Settings:
             raise ConfigError(f"DB_SCHEMA must be a plain lower-case identifier (a-z, 0-9, _; PostgreSQL folds "
                               f"unquoted names to lower case), got {schema!r}")
 
-        default_chain = _provider_list("MARKET_DATA_PROVIDERS", get("MARKET_DATA_PROVIDERS") or "yahoo")
+        market = get("MARKET_DATA_PROVIDERS")
+        default_chain = _provider_list("MARKET_DATA_PROVIDERS", market) if market else None
         chains = {
-            asset_type: _provider_list(var, get(var)) if get(var) else default_chain
+            asset_type: (_provider_list(var, get(var)) if get(var) else
+                         default_chain or DEFAULT_CHAINS.get(asset_type, DEFAULT_CHAIN))
             for asset_type, var in PROVIDER_VARIABLES_BY_TYPE.items()
         }
         base_urls = {name: _url(cls.base_url_variable, get(cls.base_url_variable) or cls.default_base_url)
@@ -133,6 +143,8 @@ class Settings:
             rate_limits=rate_limits,
             daily_limits=daily_limits,
             base_urls=base_urls,
+            yahoo_cookie_url=_url("YAHOO_COOKIE_URL", get("YAHOO_COOKIE_URL") or DEFAULT_YAHOO_COOKIE_URL),
+            yahoo_impersonate=_impersonate("YAHOO_IMPERSONATE", get("YAHOO_IMPERSONATE")),
             history_start=_date("ETL_HISTORY_START", get("ETL_HISTORY_START")),
             lookback_days=_int("ETL_LOOKBACK_DAYS", get("ETL_LOOKBACK_DAYS"), 3, minimum=0, maximum=366),
             market_index_symbols=index_symbols,
@@ -147,7 +159,7 @@ class Settings:
         )
 
     def provider_chain(self, asset_type: str) -> tuple[str, ...]:
-        return self.provider_chains.get(asset_type) or ("yahoo",)
+        return self.provider_chains.get(asset_type) or DEFAULT_CHAINS.get(asset_type, DEFAULT_CHAIN)
 
     def api_key(self, provider: str) -> str | None:
         return self.api_keys.get(provider)
@@ -224,6 +236,20 @@ def _url(variable: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{variable} must be an http(s) URL with a host, like https://example.com, got {value!r}")
     return value.rstrip("/")
+
+
+def _impersonate(variable: str, value: str | None) -> str:
+    """A browser curl_cffi can impersonate (the installed version's list; its import only when set)."""
+    if value is None:
+        return DEFAULT_YAHOO_IMPERSONATE
+    from etl.utils.http_clients import browser_targets
+
+    targets = browser_targets()
+    if value not in targets:
+        chrome = sorted(t for t in targets if t.startswith("chrome"))
+        raise ConfigError(f"{variable} must be a browser the installed curl_cffi impersonates, like "
+                          f"{', '.join(chrome[-3:])} or chrome (its newest), got {value!r}")
+    return value
 
 
 def _int(variable: str, value: str | None, default: int, *, minimum: int, maximum: int) -> int:

@@ -47,6 +47,10 @@ class RateLimitedError(RetryableError):
     """The provider said to slow down, and retrying within the budget did not help."""
 
 
+class AccessRefusedError(RetryableError):
+    """A keyless API refused this client or its session (401/403): renew the session or ask elsewhere."""
+
+
 class QuotaExhaustedError(RetryableError):
     """The provider's daily allowance is spent: stop asking it until tomorrow."""
 

@@ -76,6 +76,7 @@ def etl_env(monkeypatch, tmp_path, database_url, schema) -> dict[str, str]:
         "DB_SCHEMA": schema,
         "ETL_DATA_DIR": str(tmp_path / "data"),
         **{variable: UNREACHABLE for variable in BASE_URL_VARIABLES},
+        "YAHOO_COOKIE_URL": UNREACHABLE,
         "KAFKA_TOPIC_PREFIX": f"{schema}.",
         "ETL_HTTP_BACKOFF": "0.01",
     }

@@ -75,6 +75,24 @@ def test_defaults_follow_the_design():
     assert settings.database_url is None and settings.db_host is None
 
 
+def test_without_any_chain_set_crypto_and_forex_have_a_second_keyless_source():
+    settings = Settings.from_env({}, dotenv=False)
+    assert {t: settings.provider_chain(t) for t in ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")} == {
+        "STOCK": ("yahoo",), "ETF": ("yahoo",), "CRYPTO": ("yahoo", "coingecko"),
+        "FOREX": ("yahoo", "frankfurter"), "INDEX": ("yahoo",)}
+
+
+def test_market_data_providers_when_set_is_every_types_chain_as_before():
+    settings = Settings.from_env({"MARKET_DATA_PROVIDERS": "yahoo"}, dotenv=False)
+    assert {settings.provider_chain(t) for t in ("STOCK", "CRYPTO", "FOREX", "INDEX")} == {("yahoo",)}
+
+
+def test_a_types_own_chain_replaces_only_its_default():
+    settings = Settings.from_env({"CRYPTO_PROVIDERS": "coingecko"}, dotenv=False)
+    assert (settings.provider_chain("CRYPTO"), settings.provider_chain("FOREX")) == \
+        (("coingecko",), ("yahoo", "frankfurter"))
+
+
 def test_per_type_provider_chains_fall_back_to_the_market_chain():
     settings = Settings.from_env({"MARKET_DATA_PROVIDERS": "twelvedata, yahoo", "CRYPTO_PROVIDERS": "coingecko"})
     assert settings.provider_chain("STOCK") == ("twelvedata", "yahoo")

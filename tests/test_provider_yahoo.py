@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl.errors import FatalError, NotFoundError, RetryableError
+from etl.errors import FatalError, NotFoundError, ProviderUnavailableError, RetryableError
 from etl.models import Asset
 from etl.providers.yahoo import (chart_path, from_yahoo_symbol, parse_actions, parse_history, split_ratio,
                                   to_yahoo_symbol)
@@ -235,6 +235,14 @@ def test_chart_error_inside_a_200_is_not_found(yahoo, fake_api):
     fake_api.route("/v8/finance/chart/NOPE", fixture_json("yahoo/chart_not_found.json"))
     with pytest.raises(NotFoundError, match="delisted"):
         yahoo.history(Asset("NOPE", "STOCK"), date(2024, 1, 2), date(2024, 1, 5))
+
+
+def test_a_401_is_not_fatal_when_no_session_can_be_had_yahoo_is_down_for_the_run(yahoo, fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", {"finance": {"result": None, "error": {
+        "code": "Unauthorized", "description": "Invalid Crumb"}}}, status=401)
+    with pytest.raises(ProviderUnavailableError, match="401") as raised:
+        yahoo.history(AAPL, date(2024, 1, 2), date(2024, 1, 5))
+    assert not isinstance(raised.value, FatalError) and "Invalid Crumb" in str(raised.value)
 
 
 def test_another_chart_error_inside_a_200_is_retryable_not_not_found(yahoo, fake_api):

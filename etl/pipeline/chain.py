@@ -1,31 +1,26 @@
 """The provider chain: which providers to ask for an asset, in order, and the fallback.
 
-Order for an asset: `--provider` alone when given (the user asked for it by
-name); otherwise the asset's own `asset.provider` (when set), then the
-configured chain of its type (`*_PROVIDERS`). Providers that do
-not cover the type are skipped. A retryable or not-found error moves on to the
-next provider; a fatal one stops the job. Any other exception raised while one
-asset's answer is fetched or read is that asset's UnusableAnswerError (a
-retryable error: its next provider is asked), never the run's. For history, a provider serves only
-the days its declared `history_depth` of the asset's type reaches: the older rest of a span
-is asked of the providers after it, and a provider that reaches none of the
-span is not asked at all (`history_parts`). An answer as long as the provider's
-`limits.max_points` covers the span only from its oldest bar: the provider is
-asked again for the older rest (should that fail, the next providers are). A
-provider whose daily quota is spent is not asked again in this run, and what
-only it could give is *deferred*. A provider that raises ProviderUnavailableError
-(unreachable: DNS failure or refused connection, after its retries) is *down*:
-not asked again in this run, the next provider of each chain takes over
-(`mark_unavailable`, the one switch for every reason a provider cannot serve the
-rest of a run), and it is said once, not per asset.
-With a `DailyBudget` given to `check`, each provider with a daily limit is
-built to reserve every request from it (and each with a per-minute limit to
-take its turns from the bucket all processes share, `rate_bucket`), and a quota the API reports spent is
-recorded there so that later runs of the day do not ask either. The budget
-belongs to whoever opened it, who closes it; the chain only uses it.
-`asset.provider_symbol` belongs to `asset.provider` and is only passed to it.
-Symbols a provider resolved in earlier runs (stored in `provider_symbols`) are
-given to `check` and handed to that provider when it is built, as its
+Order for an asset: `--provider` alone when given (the user asked for it by name); otherwise the
+asset's own `asset.provider` (when set), then the configured chain of its type (`*_PROVIDERS`).
+Providers that do not cover the type are skipped. A retryable or not-found error moves on to the
+next provider; a fatal one stops the job. Any other exception raised while one asset's answer is
+fetched or read is that asset's UnusableAnswerError (a retryable error: its next provider is asked),
+never the run's. For history, a provider serves only the days its declared `history_depth` of the
+asset's type reaches: the older rest of a span is asked of the providers after it, and a provider
+that reaches none of the span is not asked at all (`history_parts`). An answer as long as the
+provider's `limits.max_points` covers the span only from its oldest bar: the provider is asked again
+for the older rest (should that fail, the next providers are). A provider whose daily quota is spent
+is not asked again in this run, and what only it could give is *deferred*. A provider that raises
+ProviderUnavailableError (unreachable: DNS failure or refused connection, after its retries; Yahoo's
+edge refusing this client with 429 after 429) is *down*: not asked again in this run, the next
+provider of each chain takes over (`mark_unavailable`, the one switch for every reason a provider
+cannot serve the rest of a run), and it is said once, not per asset. With a `DailyBudget` given to
+`check`, each provider with a daily limit is built to reserve every request from it (and each with a
+per-minute limit to take its turns from the bucket all processes share, `rate_bucket`), and a quota
+the API reports spent is recorded there so that later runs of the day do not ask either. The budget
+belongs to whoever opened it, who closes it; the chain only uses it. `asset.provider_symbol` belongs
+to `asset.provider` and is only passed to it. Symbols a provider resolved in earlier runs (stored in
+`provider_symbols`) are given to `check` and handed to that provider when it is built, as its
 `known_symbols`: they spare a lookup but never change an asset's chain order.
 """
 
@@ -43,6 +38,7 @@ from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, N
 from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span, widened
+from etl.pipeline.provider_sessions import SavedSessions
 from etl.pipeline.rate_bucket import RateBucket
 from etl.providers import make_provider, provider_class
 from etl.pipeline.failures import asset_failure_level, combined_error, no_provider_error  # noqa: F401 (re-exported)
@@ -128,6 +124,7 @@ class ProviderChain:
         self.exhausted: dict[str, QuotaExhaustedError] = {}  # provider → why its quota is spent (this run)
         self.unavailable: dict[str, ProviderUnavailableError] = {}  # provider → why it is down (this run)
         self.budget: DailyBudget | None = None
+        self.saved: SavedSessions | None = None  # provider sessions kept in the database (with a budget)
         self._providers: dict[str, Provider] = {}
         self._unusable: dict[str, EtlError] = {}  # an asset's own provider that cannot be built → why
         self._known_symbols: dict[str, dict[tuple[str, str], str]] = {}  # provider → learned earlier
@@ -143,7 +140,8 @@ class ProviderChain:
         with self._lock:
             if name not in self._providers:
                 _load_class(name)
-                built = make_provider(name, self.settings, self._provider_budget(name), self._rate_bucket(name))
+                built = make_provider(name, self.settings, self._provider_budget(name), self._rate_bucket(name),
+                                      self.saved)
                 built.known_symbols.update(self._known_symbols.get(name, {}))
                 self._providers[name] = built
             return self._providers[name]
@@ -170,6 +168,7 @@ class ProviderChain:
                     raise RuntimeError("the chain's providers are already built without this budget — give it "
                                        "in the first check()")
                 self.budget = budget
+                self.saved = SavedSessions(budget.settings, read_only=budget.dry_run) if budget else None
         assets = list(assets)
         if self.override:
             configured = [self.override]

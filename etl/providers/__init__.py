@@ -19,6 +19,7 @@ from etl.providers.frankfurter import FrankfurterProvider
 from etl.providers.twelvedata import TwelveDataProvider
 from etl.providers.yahoo import YahooProvider
 from etl.utils.fetch_utils import RequestBudget, SharedBucket, make_session
+from etl.utils.http_clients import BrowserClient
 
 if TYPE_CHECKING:
     from etl.config import Settings
@@ -39,13 +40,15 @@ def provider_class(name: str) -> type[Provider]:
 
 
 def make_provider(name: str, settings: Settings, budget: RequestBudget | None = None,
-                  bucket: SharedBucket | None = None) -> Provider:
+                  bucket: SharedBucket | None = None, saved=None) -> Provider:
     """A ready provider: its own rate-limited session, base URL and key from the settings.
 
     The session spaces requests at the provider's declared `limits.per_minute`
     unless PROVIDER_RATE_LIMITS sets another rate for it (a paid plan, a proxy),
     and reserves each request from `budget` (its daily allowance) when given; with
-    `bucket`, that rate is shared with every other process (`pipeline.rate_bucket`).
+    `bucket`, that rate is shared with every other process (`pipeline.rate_bucket`). A provider
+    declared `browser` is reached through curl_cffi impersonating YAHOO_IMPERSONATE. `saved`
+    keeps sessions between runs (`etl.pipeline.provider_sessions.SavedSessions`).
     """
     cls = provider_class(name)
     key = settings.api_key(name)
@@ -53,7 +56,8 @@ def make_provider(name: str, settings: Settings, budget: RequestBudget | None = 
         raise MissingKeyError(f"{name}: {cls.key_variable} is not set — set it in the environment or "
                               f".env, or take {name} out of the provider chain")
     per_minute = settings.rate_limit(name, cls.limits.per_minute)
+    client = BrowserClient(settings.yahoo_impersonate) if cls.browser else None
     session = make_session(name, timeout=settings.http_timeout, per_minute=per_minute,
                            retries=settings.http_retries, backoff=settings.http_backoff, budget=budget,
-                           bucket=bucket)
-    return cls(session, settings.base_url(name), key)
+                           bucket=bucket, client=client, down_after_429s=cls.down_after_429s)
+    return cls.from_settings(session, settings, saved)

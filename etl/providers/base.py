@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from etl.models import AS_TRADED, Asset, Bar, HistoryAnswer, PriceBasis, Quote
 from etl.providers.answers import reading
 from etl.utils.fetch_utils import ProviderSession
+
+if TYPE_CHECKING:
+    from etl.config import Settings
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class Provider:
     price_basis: ClassVar[PriceBasis] = AS_TRADED
     gives_adj_close: ClassVar[bool] = False
     reports_actions: ClassVar[frozenset[str]] = frozenset()
+    # Sent as a browser (curl_cffi impersonating one) instead of requests with the product's User-Agent.
+    browser: ClassVar[bool] = False
+    # That many 429 answers in a row make the provider unavailable for the rest of the run; None: never.
+    down_after_429s: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -82,6 +89,12 @@ class Provider:
         # Exchange time zones (IANA names) the history answers gave, (symbol, asset_type) → zone;
         # stored on `asset` so status can tell each asset's own today.
         self.exchange_timezones: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def from_settings(cls, session: ProviderSession, settings: "Settings", saved=None) -> "Provider":
+        """The provider built from the settings. `saved`: where sessions are kept between runs
+        (`etl.pipeline.provider_sessions.SavedSessions`), for providers that have one (Yahoo)."""
+        return cls(session, settings.base_url(cls.name), settings.api_key(cls.name))
 
     @classmethod
     def history_depth(cls, asset_type: str) -> int | None:

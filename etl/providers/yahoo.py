@@ -7,11 +7,12 @@ close, volume, with nulls for missing values) and `indicators.adjclose[0]`.
 A daily bar's timestamp is that session's opening time, so its trading date is
 the date in the exchange's time zone (`exchangeTimezoneName`, else `gmtoffset`).
 
-Quotes come from the spark endpoint, `/v7/finance/spark?symbols=A,B,…&range=1d&interval=1d`,
-which answers with one chart-like `response[0].meta` per symbol in a single
-request; it accepts at most 20 symbols a call. Errors arrive either as an HTTP
-status (404 for an unknown symbol) or inside a 200 as `chart.error` /
-`spark.error` `{code, description}` with a null result.
+Quotes come from the spark endpoint, or the chart endpoint when spark is
+refused (`yahoo_quotes`). Errors arrive either as an HTTP status (404 for an
+unknown symbol) or inside a 200 as `chart.error` / `spark.error` `{code,
+description}` with a null result. Yahoo is reached as a browser (curl_cffi
+impersonating YAHOO_IMPERSONATE) and sends the cookie and crumb of its session
+(`yahoo_auth`) once it has asked for them; its 401 and 403 are never fatal.
 
 A window entirely before an asset's first trading day is answered with HTTP 400
 and `chart.error` {"code": "Bad Request", "description": "Data doesn't exist for
@@ -34,22 +35,30 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.errors import FatalError, NotFoundError, RateLimitedError, RetryableError, UnusableAnswerError
-from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer, Quote
-from etl.providers.answers import answer_parser, reading
+from etl.errors import (AccessRefusedError, FatalError, NotFoundError, ProviderUnavailableError, RateLimitedError,
+                        RetryableError)
+from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer
+from etl.providers.answers import answer_parser
 from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
-from etl.utils.fetch_utils import ProviderSession, get_json
+from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL, SessionStore, YahooAuth
+from etl.utils.fetch_utils import ProviderSession
 from etl.validate import is_good_dividend, percent_change, sane_ratio, to_decimal, to_major_unit
+
+if TYPE_CHECKING:
+    from etl.config import Settings
 
 log = logging.getLogger(__name__)
 
 NAME = "yahoo"
-SPARK_MAX_SYMBOLS = 20
+SPARK_MAX_SYMBOLS = 20  # symbols a spark request accepts (yahoo_quotes)
 NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
+# Yahoo's edge answers a client it refuses with plain-text 429s and no Retry-After; after this many in a
+# row (one request's retries, by default) Yahoo is down for the run and the chain asks the next provider.
+EDGE_429S_BEFORE_DOWN = 5
 
 # Exchange suffixes Yahoo appends to listings outside the US (VOD.L, 7203.T, SAP.DE …).
 # A dotted symbol whose suffix is not one of these is a share class (BRK.B), which Yahoo
@@ -153,7 +162,7 @@ def chart_window(start: date, end: date, today: date) -> tuple[int, int]:
     return unix_seconds(start - timedelta(days=1)), unix_seconds(max(end, today) + timedelta(days=2))
 
 
-def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: date, end: date,
+def fetch_history(auth: YahooAuth, base_url: str, symbol: str, start: date, end: date,
                   today: date | None = None) -> dict:
     """The chart payload for `symbol` covering `start`..`end` and through `today` (default: UTC today),
     with dividends and splits; `history()` keeps only the requested dates."""
@@ -165,7 +174,7 @@ def fetch_history(session: ProviderSession, base_url: str, symbol: str, start: d
         "events": "div,split",
         "includeAdjustedClose": "true",
     }
-    return get_json(session, f"{base_url}{chart_path(symbol)}", params, json_statuses=(400,))
+    return auth.get_json(f"{base_url}{chart_path(symbol)}", params, json_statuses=(400,))
 
 
 def chart_result(payload: Any, where: str) -> dict | None:
@@ -272,85 +281,10 @@ def first_trade_date(payload: Any) -> date | None:
     return trading_date(int(stamp), exchange_zone(meta)) if valid else None
 
 
-# ---- quotes ----
-
-def fetch_spark(session: ProviderSession, base_url: str, symbols: Sequence[str]) -> dict:
-    params = {"symbols": ",".join(symbols), "range": "1d", "interval": "1d"}
-    return get_json(session, f"{base_url}/v7/finance/spark", params)
-
-
-@answer_parser(NAME)
-def quote_from_chart(chart: dict, asset: Asset) -> Quote:
-    """A Quote from one chart-shaped object (`meta` plus the day's arrays)."""
-    meta = chart.get("meta") or {}
-    raw_currency = meta.get("currency")
-    price = _price(meta.get("regularMarketPrice"), raw_currency)
-    previous = _price(meta.get("previousClose"), raw_currency)
-    if previous is None:
-        previous = _price(meta.get("chartPreviousClose"), raw_currency)
-    change, percent = percent_change(price, previous)
-    stamp = meta.get("regularMarketTime")
-    if stamp is None:
-        raise NotFoundError(f"{NAME}: no regularMarketTime in the quote for {asset.spec} — the symbol may "
-                            "not be trading; check it")
-    day_quote = ((chart.get("indicators") or {}).get("quote") or [{}])[0] or {}
-    return Quote(
-        symbol=asset.symbol,
-        asset_type=asset.asset_type,
-        date=trading_date(stamp, exchange_zone(meta)),
-        price=price,
-        as_of=datetime.fromtimestamp(int(stamp), timezone.utc),
-        source=NAME,
-        change=change,
-        percent_change=percent,
-        open=_price(_last(day_quote.get("open")), raw_currency),
-        high=_price(meta.get("regularMarketDayHigh"), raw_currency),
-        low=_price(meta.get("regularMarketDayLow"), raw_currency),
-        volume=to_decimal(meta.get("regularMarketVolume")),
-        currency=to_major_unit(None, raw_currency)[1],
-        name=meta.get("longName") or meta.get("shortName"),
-        exchange=meta.get("fullExchangeName") or meta.get("exchangeName"),
-        exchange_timezone=meta.get("exchangeTimezoneName"),
-    )
-
-
-def _last(values: Any) -> Any:
-    return values[-1] if isinstance(values, list) and values else None
-
-
-@answer_parser(NAME)
-def parse_spark(payload: Any, assets_by_symbol: dict[str, Asset], where: str) -> QuoteBatch:
-    """Quotes for the requested Yahoo symbols; a symbol missing from the answer, or
-    answered with an error, is a NotFoundError for its asset alone."""
-    spark = payload.get("spark") if isinstance(payload, dict) else None
-    if not isinstance(spark, dict):
-        raise RetryableError(f"{NAME}: unexpected answer for {where} (no 'spark' object) — try again later")
-    batch = QuoteBatch()
-    try:
-        raise_for_api_error(spark.get("error"), where)
-    except NotFoundError as exc:
-        batch.failures.update({asset: exc for asset in assets_by_symbol.values()})
-        return batch
-    answered: dict[str, dict] = {}
-    for item in spark.get("result") or []:
-        if isinstance(item, dict) and item.get("symbol"):
-            answered[str(item["symbol"]).upper()] = item
-    for symbol, asset in assets_by_symbol.items():
-        item = answered.get(symbol.upper())
-        try:
-            with reading(NAME, f"{symbol} ({asset.spec})"):
-                charts = (item or {}).get("response") or []
-                if not charts:
-                    raise NotFoundError(f"{NAME}: no quote for {symbol} ({asset.spec}) in {where} — unknown or "
-                                        "delisted symbol; check it or set asset.provider_symbol")
-                raise_for_api_error(charts[0].get("error"), f"{symbol} in {where}")
-                batch.quotes.append(quote_from_chart(charts[0], asset))
-        except (NotFoundError, UnusableAnswerError) as exc:
-            batch.failures[asset] = exc
-    return batch
-
-
 class YahooProvider(Provider):
+    """Yahoo as a browser (curl_cffi), with its cookie-and-crumb session (`yahoo_auth`) shared
+    through the database, and quotes from spark or, when refused, the chart (`yahoo_quotes`)."""
+
     name = NAME
     base_url_variable = "YAHOO_BASE_URL"
     default_base_url = "https://query1.finance.yahoo.com"
@@ -359,6 +293,18 @@ class YahooProvider(Provider):
     price_basis = SPLIT_ADJUSTED
     gives_adj_close = True
     reports_actions = frozenset({"STOCK", "ETF"})
+    browser = True
+    down_after_429s = EDGE_429S_BEFORE_DOWN
+
+    def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None, *,
+                 cookie_url: str = DEFAULT_COOKIE_URL, saved: SessionStore | None = None):
+        super().__init__(session, base_url, api_key)
+        self.auth = YahooAuth(session, self.base_url, cookie_url, saved)
+        self._quotes = None
+
+    @classmethod
+    def from_settings(cls, session: ProviderSession, settings: Settings, saved: SessionStore | None = None):
+        return cls(session, settings.base_url(NAME), cookie_url=settings.yahoo_cookie_url, saved=saved)
 
     def map_symbol(self, asset: Asset) -> str:
         return to_yahoo_symbol(asset)
@@ -368,7 +314,11 @@ class YahooProvider(Provider):
 
     def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
-        payload = fetch_history(self.session, self.base_url, symbol, start, end)
+        try:
+            payload = fetch_history(self.auth, self.base_url, symbol, start, end)
+        except AccessRefusedError as exc:
+            raise ProviderUnavailableError(f"{exc} — Yahoo refuses its chart to this client; not asked again "
+                                           "in this run") from exc
         result = chart_result(payload, chart_path(symbol))
         if result is None:
             log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
@@ -383,15 +333,9 @@ class YahooProvider(Provider):
                              checked_actions=asset.asset_type in self.reports_actions)
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
-        batch = QuoteBatch()
-        unique = list(dict.fromkeys(assets))
-        for first in range(0, len(unique), SPARK_MAX_SYMBOLS):
-            chunk = {self.provider_symbol(asset): asset for asset in unique[first:first + SPARK_MAX_SYMBOLS]}
-            where = f"/v7/finance/spark?symbols={','.join(chunk)}"
-            try:
-                part = parse_spark(fetch_spark(self.session, self.base_url, list(chunk)), chunk, where)
-            except NotFoundError as exc:
-                part = QuoteBatch(failures={asset: exc for asset in chunk.values()})
-            batch.quotes.extend(part.quotes)
-            batch.failures.update(part.failures)
-        return batch
+        if self._quotes is None:
+            # Imported here: yahoo_quotes builds on this module's chart helpers.
+            from etl.providers.yahoo_quotes import YahooQuotes
+
+            self._quotes = YahooQuotes(self.auth, self.base_url, self.provider_symbol)
+        return self._quotes.quotes(assets)

@@ -1,44 +1,54 @@
 """One HTTP session for every provider: timeouts, retries, rate limits, typed errors.
 
-Retries (connection errors, 429 and 5xx, honouring Retry-After) are urllib3's
-`Retry`; the per-provider request rate is a small thread-safe limiter so that
-several worker threads can share one session. A request may carry a `cost`
-(the API's credits it uses, e.g. Twelve Data's one per symbol of a batched
-/quote): the limiter spaces it as that many requests, the daily budget reserves
-that many units before it is sent, and each of its retries costs the same.
-`get_json` turns every HTTP or
-body problem into the typed errors of `etl.errors`, with the provider, the URL
-(secrets removed), the status and a short excerpt of the body.
+`ProviderSession` is the one wrapper both HTTP clients of `http_clients` share
+(`requests`, and `curl_cffi` impersonating a browser for Yahoo): it reserves
+the daily budget, waits for the per-provider rate limiter, counts, sends, and
+retries connection errors, timeouts, 429 and 5xx with exponential backoff and
+jitter, honouring Retry-After. The retries live here, not in the client
+(urllib3's `Retry` exists only inside `requests`), so a retried request is
+paced, reserved and counted like any other. A request may carry a `cost` (the
+API's credits it uses, e.g. Twelve Data's one per symbol of a batched /quote):
+the limiter spaces it as that many requests, the daily budget reserves that
+many units before it is sent, and each of its retries costs the same.
+
+With `down_after_429s`, that many 429 answers in a row (Yahoo's edge sends
+them without Retry-After to clients it refuses) end the retries and mark the
+provider unavailable for the session: `get_json` then raises
+ProviderUnavailableError, and so does every later request, unsent.
 
 A provider that cannot be connected to is found out once per session (one
 session per provider per run), not once per asset: see `Reachability`.
+
+`get_json` (`send`, then `read_json`) turns every HTTP or body problem into
+the typed errors of `etl.errors`, with the provider, the URL (secrets removed), the status and a
+short excerpt of the body.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
-from urllib3.util.retry import Retry
-
-from etl import __version__
 from etl import stopping
-from etl.errors import FatalError, NotFoundError, ProviderUnreachableError, RateLimitedError, RetryableError
+from etl.errors import (FatalError, NotFoundError, ProviderUnavailableError, ProviderUnreachableError,
+                        RateLimitedError, RetryableError)
+from etl.utils.http_clients import USER_AGENT, Answer, HttpClient, RequestsClient, TransportError
 from etl.utils.log_utils import redact
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"financial-tracker-etl/{__version__} (+https://github.com/financial-tracker/financial-tracker-etl)"
+__all__ = ["USER_AGENT", "Answer", "ProviderSession", "RateLimiter", "get_json", "make_session", "read_json", "send"]
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 30.0
 ABORT_CHECK_SECONDS = 0.1
 
 
@@ -96,18 +106,6 @@ class Reachability:
                 self._changed.notify_all()
 
 
-def connect_failure(exc: BaseException | None) -> str | None:
-    """Why a connection could not be made, in a few words; None when `exc` is not a connect failure."""
-    reason = getattr(exc.args[0], "reason", None) if isinstance(exc, requests.RequestException) and exc.args else exc
-    if isinstance(reason, NameResolutionError):
-        return "DNS lookup failed"
-    if isinstance(reason, NewConnectionError):
-        return "connection refused" if "refused" in str(reason).lower() else "no connection"
-    if isinstance(reason, ConnectTimeoutError):
-        return "connect timed out"
-    return None
-
-
 class SharedBucket(Protocol):
     """A rate limit shared with other processes (`etl.pipeline.rate_bucket`): `reserve` returns the seconds
     to wait before sending, or None when it cannot be asked (the limiter then paces locally)."""
@@ -159,114 +157,142 @@ class RateLimiter:
             self.bucket.hold(seconds)
 
 
-class _PacedRetry(Retry):
-    """urllib3 Retry whose retries go through the session's rate limiter too.
-
-    urllib3 retries inside the adapter, below `ProviderSession.request`, so
-    without this a retried request would skip the limiter. A Retry-After also
-    holds every other thread of the session, and is capped at
-    MAX_RETRY_AFTER_SECONDS. A retry costs the provider's quota like any
-    request, so it is reserved from the session's daily budget (a spent budget
-    ends the retries with QuotaExhaustedError) and counted in `requests_made`.
-    """
-
-    limiter: RateLimiter | None = None
-    session: "ProviderSession | None" = None
-
-    def new(self, **kwargs):
-        retry = super().new(**kwargs)
-        retry.limiter = self.limiter
-        retry.session = self.session
-        return retry
-
-    def get_retry_after(self, response):
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
-
-    def sleep(self, response=None):
-        if response is None and self.session is not None and self.history \
-                and connect_failure(self.history[-1].error) is not None:
-            reachability = self.session.reachability
-            if reachability.failed_to_connect():
-                stopping.sleep(self._probe_backoff())
-                self.session.count_request()
-                return
-            reachability.admit()
-        cost = self.session.current_cost() if self.session is not None else 1
-        if self.session is not None and self.session.budget is not None:
-            self.session.budget.reserve(cost)
-        retry_after = self.get_retry_after(response) if response is not None else None
-        if self.limiter is not None and retry_after:
-            self.limiter.hold(retry_after)
-        super().sleep(response)
-        if self.limiter is not None:
-            self.limiter.wait(cost)
-        if self.session is not None:
-            self.session.count_request()
-
-    def _probe_backoff(self) -> float:
-        """The wait before the next try to connect: 0, then the backoff base doubling (0.5, 1, 2 … s)."""
-        tries = len(self.history)
-        return 0.0 if tries <= 1 else min(self.backoff_max, self.backoff_factor * 2 ** (tries - 2))
-
-
 class RequestBudget(Protocol):
     """A daily request allowance: `reserve` takes `units` of it at once or raises QuotaExhaustedError."""
 
     def reserve(self, units: int = 1) -> None: ...
 
 
-class ProviderSession(requests.Session):
-    """A requests.Session with a default timeout, a rate limiter, an optional daily budget and a
-    request counter. The budget is reserved before waiting for the rate limiter, so a spent
-    budget never waits out a rate-limit interval. `request(..., cost=n)` reserves and paces
-    n units (default 1); the cost is kept per thread for the retries of that request."""
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) in seconds, capped; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
-    def __init__(self, provider: str, *, timeout: float, limiter: RateLimiter, budget: RequestBudget | None = None):
-        super().__init__()
+
+class ProviderSession:
+    """One provider's requests through `client`: a default timeout, the rate limiter, an optional
+    daily budget, retries with backoff, and a request counter. Thread-safe.
+
+    The budget is reserved before waiting for the rate limiter, so a spent budget never waits
+    out a rate-limit interval. `headers` are sent with every request (a key header, say).
+    """
+
+    def __init__(self, provider: str, client: HttpClient, *, timeout: float, limiter: RateLimiter,
+                 budget: RequestBudget | None = None, retries: int = 4, backoff: float = 0.5,
+                 down_after_429s: int | None = None):
         self.provider = provider
+        self.client = client
         self.timeout = timeout
         self.limiter = limiter
         self.budget = budget
+        self.retries = retries
+        self.backoff = backoff
+        self.down_after_429s = down_after_429s
+        self.headers: dict[str, str] = {}
         self.requests_made = 0
+        self.unavailable: str | None = None     # why the provider is down for this session
         self.reachability = Reachability()
         limiter.check = self.reachability.check
-        self._count_lock = threading.Lock()
-        self._cost = threading.local()
-        self.headers["User-Agent"] = USER_AGENT
-        self.headers["Accept"] = "application/json"
+        self._429s_in_a_row = 0
+        self._lock = threading.Lock()
 
-    def request(self, method, url, *, cost: int = 1, **kwargs):  # type: ignore[override]
+    def get(self, url: str, params: Mapping[str, Any] | None = None, *, cost: int = 1,
+            headers: Mapping[str, str] | None = None, cookies: Mapping[str, str] | None = None,
+            timeout: float | None = None, provider_host: bool = True) -> Answer:
+        """GET with retries; the last answer when the retries are spent (the caller reads its
+        status), TransportError when no attempt got an answer. `provider_host=False`: the URL is
+        on another host (Yahoo's cookie URL), whose connect failures say nothing of the provider's."""
         if cost < 1:
             raise ValueError(f"{self.provider}: a request costs at least 1 unit, not {cost}")
-        kwargs.setdefault("timeout", self.timeout)
-        self.reachability.admit()
-        if self.budget is not None:
-            self.budget.reserve(cost)
-        self.limiter.wait(cost)
-        self.reachability.admit()
-        self.count_request()
-        self._cost.value = cost
+        self._check_available()
+        sent_headers = {**self.headers, **(headers or {})}
+        attempt = 0
+        paced = True   # a probe's retries (see Reachability) are neither paced nor charged
         try:
-            return super().request(method, url, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
-            cause = connect_failure(exc)
-            if cause is None:
-                raise
-            self.reachability.give_up(unreachable_error(self.provider, url, cause))
-            log.debug("%s: %s for %s (%s)", self.provider, cause, redact(url), exc)
-            raise self.reachability.down from exc
+            while True:
+                if paced:
+                    self.reachability.admit()
+                    if self.budget is not None:
+                        self.budget.reserve(cost)
+                    self.limiter.wait(cost)
+                    self.reachability.admit()
+                self._count()
+                paced = True
+                try:
+                    answer = self.client.get(url, params=params, headers=sent_headers, cookies=cookies,
+                                             timeout=timeout or self.timeout)
+                except TransportError as exc:
+                    unreachable = exc.cause is not None and provider_host
+                    if attempt >= self.retries:
+                        if unreachable:
+                            self.reachability.give_up(unreachable_error(self.provider, url, exc.cause))
+                            log.debug("%s: %s for %s (%s)", self.provider, exc.cause, redact(url), exc)
+                            raise self.reachability.down from exc
+                        raise
+                    if unreachable and self.reachability.failed_to_connect():
+                        paced = False
+                        delay = self._probe_backoff(attempt + 1)
+                    else:
+                        delay = self.backoff_seconds(attempt + 1)
+                else:
+                    if self._note_status(answer, url, params) or answer.status not in RETRY_STATUSES \
+                            or attempt >= self.retries:
+                        return answer
+                    retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        self.limiter.hold(retry_after)
+                    delay = self.backoff_seconds(attempt + 1) if retry_after is None else retry_after
+                attempt += 1
+                log.debug("%s: retry %d of %s in %.2f s", self.provider, attempt, describe_url(url, params), delay)
+                stopping.sleep(delay)
         finally:
             self.reachability.settled()
-            self._cost.value = 1
 
-    def current_cost(self) -> int:
-        """The cost of the request this thread is sending (what each of its retries costs too)."""
-        return getattr(self._cost, "value", 1)
+    def _probe_backoff(self, retry: int) -> float:
+        """A probe's wait before its `retry`-th try to connect: 0, then the backoff base doubling (0.5, 1, 2 … s),
+        without jitter (no other request of ours retries beside it)."""
+        return 0.0 if retry <= 1 else min(MAX_BACKOFF_SECONDS, self.backoff * 2 ** (retry - 2))
 
-    def count_request(self) -> None:
-        with self._count_lock:
+    def backoff_seconds(self, retry: int) -> float:
+        """Exponential backoff with jitter before the `retry`-th retry (1, 2, …)."""
+        base = self.backoff * 2 ** (retry - 1)
+        return min(MAX_BACKOFF_SECONDS, base + random.uniform(0, self.backoff))
+
+    def _count(self) -> None:
+        with self._lock:
             self.requests_made += 1
+
+    def _note_status(self, answer: Answer, url: str, params: Mapping[str, Any] | None) -> bool:
+        """Count 429s in a row; True when that makes the provider unavailable (stop retrying)."""
+        with self._lock:
+            if answer.status != 429:
+                self._429s_in_a_row = 0
+                return False
+            self._429s_in_a_row += 1
+            if self.down_after_429s is None or self._429s_in_a_row < self.down_after_429s:
+                return False
+            if self.unavailable is None:
+                self.unavailable = (f"{self._429s_in_a_row} answers in a row were 429 Too Many Requests "
+                                    f"({excerpt(answer.text, 60)}), the last for {describe_url(url, params)}")
+            return True
+
+    def _check_available(self) -> None:
+        if self.unavailable is not None:
+            raise unavailable_error(self)
+
+
+def unavailable_error(session: ProviderSession) -> ProviderUnavailableError:
+    return ProviderUnavailableError(
+        f"{session.provider}: refuses this client for now — {session.unavailable}; not asked again in this run, "
+        "the next provider of each chain takes over — try again later")
 
 
 def unreachable_error(provider: str, url: str, cause: str) -> ProviderUnreachableError:
@@ -278,32 +304,16 @@ def unreachable_error(provider: str, url: str, cause: str) -> ProviderUnreachabl
 
 def make_session(provider: str, *, timeout: float = 20.0, per_minute: float | None = None,
                  retries: int = 4, backoff: float = 0.5, pool_size: int = 8,
-                 budget: RequestBudget | None = None, bucket: SharedBucket | None = None) -> ProviderSession:
+                 budget: RequestBudget | None = None, client: HttpClient | None = None,
+                 down_after_429s: int | None = None, bucket: SharedBucket | None = None) -> ProviderSession:
     """A session for one provider: retries with exponential backoff and jitter on
-    connection errors, 429 and 5xx (honouring Retry-After), a request-rate limit (shared
-    with other processes through `bucket`) and, with `budget`, a daily allowance reserved
-    before each request."""
-    limiter = RateLimiter(per_minute, bucket)
-    retry = _PacedRetry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=backoff,
-        backoff_jitter=backoff,
-        backoff_max=30,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    retry.limiter = limiter
-    session = ProviderSession(provider, timeout=timeout, limiter=limiter, budget=budget)
-    retry.session = session
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    connection errors, timeouts, 429 and 5xx (honouring Retry-After), a request-rate limit
+    (shared with other processes through `bucket`) and, with `budget`, a daily allowance
+    reserved before each request. `client` defaults
+    to `requests` with the product's User-Agent."""
+    return ProviderSession(provider, client or RequestsClient(pool_size), timeout=timeout,
+                           limiter=RateLimiter(per_minute, bucket), budget=budget, retries=retries, backoff=backoff,
+                           down_after_429s=down_after_429s)
 
 
 def describe_url(url: str, params: Mapping[str, Any] | None = None) -> str:
@@ -318,43 +328,45 @@ def excerpt(text: str, limit: int = 160) -> str:
     return redact(flat if len(flat) <= limit else flat[:limit] + "…")
 
 
-def _read_timed_out(exc: requests.exceptions.ConnectionError) -> bool:
-    """requests reports a read timeout that exhausted urllib3's retries as a ConnectionError."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, ReadTimeoutError)
+def send(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *, cost: int = 1,
+         headers: Mapping[str, str] | None = None, cookies: Mapping[str, str] | None = None) -> Answer:
+    """GET `url` through the session; no answer at all (after the retries) raises a RetryableError."""
+    provider = session.provider
+    try:
+        return session.get(url, params, cost=cost, headers=headers, cookies=cookies)
+    except TransportError as exc:
+        if exc.kind == "timeout":
+            raise RetryableError(f"{provider}: timed out after {session.timeout:g} s for {describe_url(url, params)} "
+                                 "— try again later or raise ETL_HTTP_TIMEOUT") from exc
+        if exc.kind == "connect":  # about the host, not the query: the URL alone keeps the line short
+            raise RetryableError(f"{provider}: cannot connect for {describe_url(url)} — check the network and "
+                                 f"the provider's base URL setting") from exc
+        raise RetryableError(f"{provider}: request failed for {describe_url(url, params)}: {exc}") from exc
 
 
 def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
              key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,),
-             json_statuses: tuple[int, ...] = (), cost: int = 1) -> Any:
-    """GET `url` and return its JSON body, or raise a typed error that says what to do.
+             json_statuses: tuple[int, ...] = (), cost: int = 1, headers: Mapping[str, str] | None = None,
+             cookies: Mapping[str, str] | None = None) -> Any:
+    """GET `url` and return its JSON body, or raise a typed error that says what to do (`read_json`)."""
+    answer = send(session, url, params, cost=cost, headers=headers, cookies=cookies)
+    return read_json(session, answer, url, params, key_variable=key_variable, not_found_statuses=not_found_statuses,
+                     json_statuses=json_statuses)
+
+
+def read_json(session: ProviderSession, response: Answer, url: str, params: Mapping[str, Any] | None = None, *,
+              key_variable: str | None = None, not_found_statuses: tuple[int, ...] = (404,),
+              json_statuses: tuple[int, ...] = ()) -> Any:
+    """The JSON body of an answer to `url`, or the typed error its status or body calls for.
 
     `key_variable` names the setting to check when the API answers 401/403.
     An error status in `json_statuses` whose body is JSON returns that body,
     for the caller to read the API's own error object (a body that is not JSON
-    raises as that status always does). `cost`: the units the request uses of the
-    session's rate limit and daily budget.
+    raises as that status always does).
     """
     where = describe_url(url, params)
     provider = session.provider
-    try:
-        response = session.get(url, params=params, cost=cost)
-    except requests.exceptions.RetryError as exc:
-        raise RateLimitedError(f"{provider}: still rate-limited or failing after retries for {where} — "
-                               "try again later or lower the request rate") from exc
-    except requests.exceptions.ConnectionError as exc:
-        if isinstance(exc, requests.exceptions.Timeout) or _read_timed_out(exc):
-            raise RetryableError(f"{provider}: timed out after {session.timeout:g} s for {where} — "
-                                 "try again later or raise ETL_HTTP_TIMEOUT") from exc
-        raise RetryableError(f"{provider}: cannot connect for {where} — check the network and the "
-                             f"provider's base URL setting") from exc
-    except requests.exceptions.Timeout as exc:
-        raise RetryableError(f"{provider}: timed out after {session.timeout:g} s for {where} — "
-                             "try again later or raise ETL_HTTP_TIMEOUT") from exc
-    except requests.exceptions.RequestException as exc:
-        raise RetryableError(f"{provider}: request failed for {where}: {type(exc).__name__}") from exc
-
-    status = response.status_code
+    status = response.status
     if status in json_statuses:
         try:
             return _parse_json(response)
@@ -366,6 +378,8 @@ def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | Non
     if status in not_found_statuses:
         raise NotFoundError(f"{provider}: {status} for {where} — unknown or delisted symbol: "
                             f"{excerpt(response.text)}")
+    if status == 429 and session.unavailable is not None:
+        raise unavailable_error(session)
     if status == 429:
         raise RateLimitedError(f"{provider}: 429 rate-limited for {where} after retries — try again later")
     if status >= 500:
@@ -380,5 +394,5 @@ def get_json(session: ProviderSession, url: str, params: Mapping[str, Any] | Non
                              f"try again later: {excerpt(response.text)}") from None
 
 
-def _parse_json(response: requests.Response) -> Any:
+def _parse_json(response: Answer) -> Any:
     return json.loads(response.content, parse_float=Decimal, parse_constant=Decimal)

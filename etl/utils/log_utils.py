@@ -1,8 +1,9 @@
 """Logging set up once for every entry point, with secret redaction and progress.
 
 Every line goes to stderr through `RedactingFilter`, which removes the
-configured secrets and anything shaped like one (a password inside a URL, an
-`apikey=` query parameter), so no code path can leak a key by accident.
+configured secrets (and those registered at run time, like Yahoo's cookie and
+crumb) and anything shaped like one (a password inside a URL, an `apikey=` or
+`crumb=` query parameter), so no code path can leak a key by accident.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ REDACTED = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE)
 _KEY_PARAMETER = re.compile(
-    r"(?P<prefix>\b[a-z0-9_-]*(?:api_?key|token|password|secret)=)[^&\s\"']+",
+    r"(?P<prefix>\b[a-z0-9_-]*(?:api_?key|token|password|secret|crumb)=)[^&\s\"']+",
     re.IGNORECASE,
 )
 

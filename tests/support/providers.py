@@ -10,6 +10,7 @@ from etl.config import Settings
 from etl.errors import EtlError
 from etl.providers import PROVIDERS, make_provider
 from etl.providers.base import Provider
+from support.runner import UNREACHABLE
 
 # A key per provider that takes one: distinctive, so a test can look for it in any message.
 KEYS = {"twelvedata": "td-secret-key-7f3a9c", "alphavantage": "AVSECRETKEY42XQ", "coingecko": "CG-demo-secret-91c2e7"}
@@ -21,7 +22,7 @@ def build_provider(name: str, base_url: str, *, key: str | None = None, paced: b
     quick retries; `paced=False` lifts its rate limit (a loopback server has none, and 5 a minute
     would make tests slow). `env` adds or overrides settings."""
     cls = PROVIDERS[name]
-    settings = {cls.base_url_variable: base_url, "ETL_HTTP_BACKOFF": "0.01", **env}
+    settings = {cls.base_url_variable: base_url, "YAHOO_COOKIE_URL": UNREACHABLE, "ETL_HTTP_BACKOFF": "0.01", **env}
     if key and cls.key_variable:
         settings[cls.key_variable] = key
     provider = make_provider(name, Settings.from_env(settings, dotenv=False))

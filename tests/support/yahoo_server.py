@@ -16,6 +16,20 @@ previous close), and `events.splits` / `events.dividends` for the window (amount
 split-adjusted). A symbol with no actions keeps the plain `adjusted_close`.
 `meta.firstTradeDate` is the listing day when one is set. `empty_answers[symbol]`
 answers that many chart requests with a result holding no bar at all.
+
+The session: `/fc` (point YAHOO_COOKIE_URL at it) answers 404 and sets a
+cookie, as https://fc.yahoo.com does; `/v1/test/getcrumb` answers that
+cookie's crumb as plain text. Endpoints named in `session_required` ("spark",
+"chart") then answer 401 `Invalid Cookie` / `Invalid Crumb` in Yahoo's
+`finance.error` format to a request without a valid pair; `refuse_once` holds
+crumbs refused once more (stale), `expire_sessions()` invalidates every
+crumb given so far. `spark_refusal` (401, 403, 404 or 200) closes spark the
+way Yahoo does ("User is unable to access this feature").
+
+Like Yahoo since May 2025, `browser_only` answers any request that does not
+look like a browser's (a Chrome User-Agent with its client hints) with the
+edge's plain-text `429 Too Many Requests` and no Retry-After; `edge_429` does
+that to every request.
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ from etl.pipeline.plan import EDGE_DAYS
 from support.fake_api import FakeApi, Request, Response
 
 OPEN_UTC = time(14, 30)
+EDGE_429 = "Edge: Too Many Requests"
+FEATURE_REFUSED = "User is unable to access this feature - https://bit.ly/yahoo-finance-api-feedback"
 NOT_FOUND = {"chart": {"result": None,
                        "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
 
@@ -68,8 +84,18 @@ class YahooServer:
         self.splits: dict[str, list[tuple[date, int, int]]] = {}
         self.dividends: dict[str, list[tuple[date, Decimal]]] = {}
         self.empty_answers: dict[str, int] = {}
-        api.route(re.compile(r"/v8/finance/chart/(.+)"), self._chart)
-        api.route("/v7/finance/spark", self._spark)
+        self.browser_only = False                               # 429 to clients without a browser's headers
+        self.edge_429 = False                                   # 429 to every request
+        self.session_required: set[str] = set()                 # "spark", "chart": need cookie and crumb
+        self.sessions: dict[str, str] = {}                      # valid cookie value → its crumb
+        self.refuse_once: set[str] = set()                      # crumbs refused (once) as stale
+        self.refuse_first_crumb_once = False
+        self.spark_refusal: int | None = None                   # spark closed to this client with this status
+        self._issued = 0
+        api.route(re.compile(r"/v8/finance/chart/(.+)"), self._gated(self._chart, "chart"))
+        api.route("/v7/finance/spark", self._gated(self._spark, "spark"))
+        api.route("/fc", self._gated(self._cookie))
+        api.route("/v1/test/getcrumb", self._gated(self._crumb))
 
     @property
     def base_url(self) -> str:
@@ -128,10 +154,70 @@ class YahooServer:
     def spark_requests(self) -> list[Request]:
         return self.api.requests_to("/v7/finance/spark")
 
+    def cookie_requests(self) -> list[Request]:
+        return self.api.requests_to("/fc")
+
+    def crumb_requests(self) -> list[Request]:
+        return self.api.requests_to("/v1/test/getcrumb")
+
+    @property
+    def cookie_url(self) -> str:
+        return f"{self.base_url}/fc"
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
     def quote_price(self, symbol: str) -> Decimal:
         return close_price(symbol, date.today()) + self.quote_bump
 
     # ---- answers ----
+
+    def _gated(self, handler, endpoint: str | None = None):
+        def answer(request: Request) -> Response:
+            if self.edge_429 or (self.browser_only and not looks_like_a_browser(request)):
+                return Response(status=429, body=EDGE_429, content_type="text/plain;charset=utf-8")
+            if endpoint in self.session_required:
+                refused = self._session_refusal(request)
+                if refused:
+                    return Response(status=401, body=finance_error("Unauthorized", refused))
+            if endpoint == "spark" and self.spark_refusal:
+                return self._spark_refused()
+            return handler(request)
+        return answer
+
+    def _session_refusal(self, request: Request) -> str | None:
+        cookie = cookies(request).get("A3")
+        if cookie not in self.sessions:
+            return "Invalid Cookie"
+        crumb = request.query.get("crumb")
+        if crumb != self.sessions[cookie]:
+            return "Invalid Crumb"
+        if crumb in self.refuse_once:
+            self.refuse_once.discard(crumb)
+            return "Invalid Crumb"
+        return None
+
+    def _spark_refused(self) -> Response:
+        if self.spark_refusal == 404:
+            return Response(status=404, body=finance_error("Not Found", "HTTP 404 Not Found"))
+        code = "Forbidden" if self.spark_refusal == 403 else "Unauthorized"
+        return Response(status=self.spark_refusal, body=finance_error(code, FEATURE_REFUSED))
+
+    def _cookie(self, request: Request) -> Response:
+        self._issued += 1
+        value = f"d=AQABBCookieWombat{self._issued:04d}&S=AQAAAPangolin"
+        self.sessions[value] = f"CrumbKestrel{self._issued:04d}"
+        if self.refuse_first_crumb_once and self._issued == 1:
+            self.refuse_once.add(self.sessions[value])
+        return Response(status=404, body="<html><body>Not found</body></html>", content_type="text/html",
+                        headers={"Set-Cookie": f"A3={value}; Expires=Tue, 1 Jun 2027 00:00:00 GMT; Path=/; "
+                                               "SameSite=None; Secure; HttpOnly"})
+
+    def _crumb(self, request: Request) -> Response:
+        crumb = self.sessions.get(cookies(request).get("A3", ""))
+        if crumb is None:
+            return Response(status=401, body=finance_error("Unauthorized", "Invalid Cookie"))
+        return Response(body=crumb, content_type="text/plain;charset=utf-8")
 
     def _chart(self, request: Request) -> Response:
         symbol = unquote(request.path.rsplit("/", 1)[1])
@@ -141,6 +227,8 @@ class YahooServer:
                             content_type="text/html")
         if status == 404 or symbol in self.unknown:
             return Response(status=404, body=NOT_FOUND)
+        if request.query.get("range") == "1d":
+            return self._chart_quote(symbol)
         first, end = _day(request.query["period1"]), _day(request.query["period2"])
         days = self.trading_days(symbol, first, end - timedelta(days=1))
         if self.empty_answers.get(symbol):
@@ -204,6 +292,17 @@ class YahooServer:
             del meta["regularMarketDayLow"]
         return meta
 
+    def _chart_quote(self, symbol: str) -> Response:
+        """`/v8/finance/chart/{symbol}?range=1d&interval=1d`: today's bar, the live quote in `meta`."""
+        price = self.quote_price(symbol)
+        stamp = int((self.quote_time or datetime.now(timezone.utc)).timestamp())
+        result = {"meta": self._meta(symbol, price), "timestamp": [stamp],
+                  "indicators": {"quote": [{"open": [_num(price - 1)], "high": [_num(price + 1)],
+                                            "low": [_num(price - 1)], "close": [_num(price)],
+                                            "volume": [4_200_000]}],
+                                 "adjclose": [{"adjclose": [_num(price)]}]}}
+        return Response(body={"chart": {"result": [result], "error": None}})
+
     def _spark(self, request: Request) -> Response:
         results = []
         for symbol in request.query.get("symbols", "").split(","):
@@ -217,6 +316,27 @@ class YahooServer:
                 "indicators": {"quote": [{"close": [_num(price)], "open": [_num(price - 1)]}]},
             }]})
         return Response(body={"spark": {"result": results, "error": None}})
+
+
+def finance_error(code: str, description: str) -> dict:
+    return {"finance": {"result": None, "error": {"code": code, "description": description}}}
+
+
+def cookies(request: Request) -> dict[str, str]:
+    pairs = (part.strip().partition("=") for part in header(request, "Cookie").split(";") if part.strip())
+    return {name: value for name, _, value in pairs}
+
+
+def header(request: Request, name: str) -> str:
+    """A request header by name, whatever its case (curl sends lower-case names)."""
+    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), "")
+
+
+def looks_like_a_browser(request: Request) -> bool:
+    """What a stand-in can see of a browser: Chrome's User-Agent and its client hints (not the TLS fingerprint)."""
+    agent = header(request, "User-Agent")
+    return (agent.startswith("Mozilla/5.0") and "Chrome/" in agent and "financial-tracker-etl" not in agent
+            and bool(header(request, "sec-ch-ua")) and bool(header(request, "Accept-Language")))
 
 
 SPARK_BATCH = 20  # symbols per spark request, as the Yahoo provider declares (limits.max_batch)
