@@ -139,7 +139,8 @@ def test_a_run_stopped_by_a_fatal_error_after_a_checkpoint_is_partial_and_lists_
         yahoo, db):
     def slow_refusal(request: Request) -> Response:
         threading.Event().wait(2)  # let the other two assets arrive first, so one of them is committed
-        return Response(status=401, body="<html>Unauthorized</html>", content_type="text/html")
+        return Response(status=400, body={"chart": {"result": None, "error": {
+            "code": "Bad Request", "description": "Invalid input - interval=1d is not supported"}}})
 
     yahoo.api.route("/v8/finance/chart/ZZZ", slow_refusal)
     assert backfill("AAPL:STOCK", "MSFT:STOCK", "ZZZ:STOCK") == 3
@@ -147,7 +148,7 @@ def test_a_run_stopped_by_a_fatal_error_after_a_checkpoint_is_partial_and_lists_
     assert event["status"] == "partial" and len(event["symbols"]) == 1
     failed = {failure["symbol"]: failure["error"] for failure in event["failed"]}
     assert set(failed) | set(event["symbols"]) == {"AAPL", "MSFT", "ZZZ"} and len(failed) == 2
-    assert all("401" in error for error in failed.values())
+    assert all("400" in error for error in failed.values())
     assert rows(db, "SELECT status, symbols_ok, symbols_failed FROM etl_job_runs") == [("partial", 1, 2)]
     assert {r[0] for r in rows(db, "SELECT DISTINCT symbol FROM market_data")} == set(event["symbols"])
 
