@@ -30,6 +30,7 @@ COMMANDS = {
     "holdings": Command("etl.holdings_cli:main", "rebuild holdings from transactions; what they were worth each month"),
     "history": Command("etl.history_cli:main", "rebase stored history onto its corporate actions"),
     "worker": Command("etl.worker:main", "run jobs requested on Kafka"),
+    "providers": Command("etl.providers_check:main", "check each provider: reachable, key accepted, budget left"),
     "status": Command("etl.status:main", "what the database holds: stale, failing, missing days; --check for alerts"),
     "report": Command("etl.report:main", "write a self-contained HTML coverage report"),
     "db": Command("etl.db_cli:main", "the database in use: its URL, or stop the embedded server"),
