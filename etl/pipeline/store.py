@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Iterable, Sequence
 
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from etl.models import Asset, Bar, Quote
+from etl.pipeline.moves import batch_moves
 from etl.pipeline.plan import Span
 from etl.utils.db_utils import bulk_upsert
 
 MARKET_DATA_KEY = ("symbol", "asset_type", "date")
 BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
-               "currency", "source", "as_of")
+               "currency", "source", "as_of", "change", "percent_change")
 QUOTE_COLUMNS = ("symbol", "asset_type", "date", "price", "change", "percent_change", "open", "high", "low",
                  "volume", "currency", "source", "as_of")
 
@@ -47,9 +48,13 @@ QUOTE_MERGE = _quote_merge()
 # A bar without an adjusted close (its provider gives none) keeps the stored one while the price is
 # unchanged: that one is on the current basis (pipeline.adjust keeps it there); otherwise it is
 # computed again from the price.
+# A stored change is kept: the upsert's is only a first guess for new rows (pipeline.moves), and
+# fill_history_changes sets the stored ones right after it.
 BAR_MERGE = {
     "adj_close": sql.SQL("coalesce(EXCLUDED.adj_close, CASE WHEN market_data.price = EXCLUDED.price "
                          "THEN market_data.adj_close END)"),
+    "change": sql.SQL("coalesce(market_data.change, EXCLUDED.change)"),
+    "percent_change": sql.SQL("coalesce(market_data.percent_change, EXCLUDED.percent_change)"),
 }
 
 
@@ -166,10 +171,15 @@ def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
     """Historical bars; `as_of` is the provider's stamp, else the time of the fetch.
 
     A refetched bar whose values did not change is not rewritten: `as_of` alone
-    (a new fetch time) is not a change.
+    (a new fetch time) is not a change. A new row gets its change from the bar
+    before it in `bars` (`moves.batch_moves`), so that `fill_history_changes`
+    rarely has to rewrite one.
     """
+    bars = list(bars)
+    moves = batch_moves(bars, today=fetched_at.astimezone(timezone.utc).date())
     rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume,
-             b.currency, b.source, b.as_of or fetched_at) for b in bars)
+             b.currency, b.source, b.as_of or fetched_at, *moves.get((b.symbol, b.asset_type, b.date), (None, None)))
+            for b in bars)
     return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY, compare_exclude=("as_of",),
                        set_expressions=BAR_MERGE)
 
