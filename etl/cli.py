@@ -112,8 +112,8 @@ def job_main(job: Job, parser: argparse.ArgumentParser, run: Callable[[argparse.
              argv: list[str] | None) -> int:
     """A job's `main`: parse, stop cooperatively on SIGINT/SIGTERM, run, print the outcome, return its exit code."""
     options = parse_or_exit(parser, argv)
-    stopping.install_handlers()
-    return run_cli(job.name, lambda settings: run(options, settings))
+    with stopping.handling_signals():
+        return run_cli(job.name, lambda settings: run(options, settings))
 
 
 def run_cli(prog: str, body: Callable[[Settings], int | RunResult]) -> int:

@@ -78,6 +78,25 @@ def cancelling(cancel: Callable[[], None]) -> Iterator[None]:
             _cancellers.discard(cancel)
 
 
+@contextmanager
+def handling_signals() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM ask the job to stop (exit 130 / 143) and a second signal exits at
+    once; on the way out the earlier handlers come back and the request is forgotten, so a job run
+    in-process (a test, a program embedding the ETL) leaves no trace for the next one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reset()
+    earlier = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in earlier.items():
+            signal.signal(sig, handler)
+        reset()
+
+
 def install_handlers() -> None:
     """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once."""
     def handle(signum, frame) -> None:

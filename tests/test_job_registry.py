@@ -199,3 +199,17 @@ def test_etl_help_lists_each_command_once():
     text = help_of()
     listed = re.findall(r"^    (\w+)", text, re.M)
     assert len(listed) == len(set(listed)) and set(registry.JOBS) - {"sample_job"} <= set(listed)
+
+
+def test_a_job_run_in_process_leaves_no_stop_request_or_signal_handler_behind(etl_env, db):
+    import signal as signals
+
+    import support.sample_job as sample
+    from etl import stopping
+    from support.runner import run_etl
+
+    before = signals.getsignal(signals.SIGTERM)
+    stopping.request(143)  # as if an earlier in-process run had been stopped
+    assert run_etl("sample_job", "--symbols", "A:STOCK") == 0
+    assert stopping.requested() is None and signals.getsignal(signals.SIGTERM) is before
+    assert sample.JOB.name in registry.JOBS
