@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -70,7 +70,22 @@ def test_status_json_reports_missing_days_stale_failing_and_cooled_off_assets_ex
     assert assets["NOPE:STOCK"]["last_error"] == "yahoo: 503 — the provider is failing, try again later"
     assert assets["GONE:STOCK"]["cool_off_until"] is not None and assets["AAPL:STOCK"]["cool_off_until"] is None
     assert assets["GONE:STOCK"]["rows"] == 0 and assets["GONE:STOCK"]["first_date"] is None
+    assert aapl["as_of"] == datetime.combine(LAST_NY, time(21), timezone.utc).isoformat(), "its newest quote's time"
+    assert assets["GONE:STOCK"]["as_of"] is None
     assert "http" not in json.dumps(document)
+
+
+def test_stale_after_sets_how_many_trading_days_an_asset_may_lag(etl_env, db):
+    seed(db)
+    _, document = status_json(etl_env, "--stale-after", "15")
+    assert {spec for spec, a in by_asset(document).items() if a["stale"]} == {"GONE:STOCK"}, \
+        "ten days behind is fresh with 15; an asset without data stays stale"
+
+
+def test_check_exits_1_for_a_failing_asset_that_is_not_stale_and_for_a_stale_one(etl_env, db):
+    seed(db)
+    for symbols, code in (("NOPE:STOCK", 1), ("MSFT:STOCK", 1), ("AAPL:STOCK,BTC:CRYPTO", 0)):
+        assert status_json(etl_env, "--check", "--symbols", symbols)[0] == code, symbols
 
 
 def test_stale_is_judged_by_each_asset_s_own_today_across_a_weekend(etl_env, db):
@@ -120,6 +135,17 @@ def test_a_failing_provider_is_recorded_with_its_last_error(etl_env, db, fake_ap
     yahoo = next(p for p in document["providers"] if p["name"] == "yahoo")
     assert yahoo["last_error"].startswith("yahoo: ") and "http" not in yahoo["last_error"]
     assert yahoo["last_error_at"] is not None and yahoo["daily_limit"] is None
+    job = next(j for j in document["jobs"] if j["job"] == "fetch_historical_market_data")
+    assert job["status"] == "partial" and job["error"].startswith("NOPE: yahoo: 503") and "http" not in job["error"]
+
+
+def test_status_shows_each_provider_s_daily_limit_and_what_is_left_of_it(etl_env, db):
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO provider_request_budget (provider, day, requests) "
+                    "VALUES ('yahoo', (now() AT TIME ZONE 'UTC')::date, 7)")
+    _, document = status_json({**etl_env, "PROVIDER_DAILY_LIMITS": "yahoo=50"})
+    yahoo = next(p for p in document["providers"] if p["name"] == "yahoo")
+    assert (yahoo["daily_limit"], yahoo["budget_left"]) == (50, 43)
 
 
 def test_status_text_shows_the_three_tables_and_a_summary_line(etl_env, db, capsys):
