@@ -7,8 +7,9 @@ import re
 import pytest
 
 from support.browser import dump_dom, screenshot
+from support.db import scalar
 from support.runner import run_etl
-from support.seed import GAP, START, seed, utc_today
+from support.seed import GAP, LONG_ERROR, START, seed, utc_today
 
 from etl.report_svg import months_between
 
@@ -51,6 +52,39 @@ def test_report_renders_in_chromium_with_the_gap_month_visible(etl_env, db, tmp_
     png = tmp_path / "report.png"
     screenshot(page, tmp_path / "profile-shot", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def figures(html: str) -> dict[str, str]:
+    """The headline figures: label → value."""
+    return {label: value for value, label in re.findall(r'<div class="figure[^"]*"><b>([^<]*)</b>([^<]*)</div>', html)}
+
+
+def table_rows(html: str, heading: str) -> list[list[str]]:
+    """The cells of each body row of the table under `heading`."""
+    table = html.split(f"<h2>{heading}</h2>", 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])]
+
+
+def test_report_headline_figures_providers_and_recent_runs_say_what_the_database_holds(etl_env, db, tmp_path):
+    seed(db)
+    with db.cursor() as cur:
+        cur.execute("""
+            INSERT INTO etl_job_runs (job, status, finished_at, failures) VALUES
+                ('fetch_historical_market_data', 'partial', now(),
+                 jsonb_build_array(jsonb_build_object('symbol', 'NOPE', 'error', %s::text)))""", (LONG_ERROR,))
+        cur.execute("INSERT INTO provider_health (provider, day, requests, errors, last_error, last_error_at) "
+                    "VALUES ('yahoo', (now() AT TIME ZONE 'UTC')::date, 12, 1, %s, now())", (LONG_ERROR,))
+    page = tmp_path / "report.html"
+    assert run_etl("report", "--out", page) == 0
+    html = page.read_text()
+    weekday_gap = [d for d in GAP if d.weekday() < 5]
+    assert figures(html) == {"assets": "6", "rows": f"{scalar(db, 'SELECT count(*) FROM market_data'):,}", "stale": "3", "failing": "2",
+                             "missing days": str(len(weekday_gap) + 1), "fetch_historical_market_data": "partial"}
+    [yahoo] = [row for row in table_rows(html, "Providers") if row[0] == "yahoo"]
+    assert yahoo[1] == "12" and yahoo[4] == "yahoo: 503 — the provider is failing, try again later"
+    [run] = table_rows(html, "Recent runs")
+    assert run[:3] == ["1", "fetch_historical_market_data", "partial"]
+    assert run[-1] == "NOPE: yahoo: 503 — the provider is failing, try again later"
 
 
 def test_report_of_an_empty_database_says_there_is_no_data(etl_env, db, tmp_path):
