@@ -48,6 +48,9 @@ def test_a_generated_year_for_20_accounts_keeps_the_calendar(market_with_holiday
     assert [d for (d,) in stock_legs if d in closed] == [], "no stock or ETF leg on a day the market was closed"
     assert scalar(db, "SELECT count(*) FROM transactions WHERE asset_type = 'CRYPTO' "
                       "AND extract(isodow FROM date) > 5") > 0, "crypto trades at weekends"
+    assert scalar(db, "SELECT count(*) FROM transactions WHERE kind IN ('deposit', 'withdrawal') "
+                      "AND description <> 'Opening deposit' AND extract(isodow FROM date) > 5") > 0, \
+        "cash moves at weekends"
 
     assert scalar(db, "SELECT max(date) FROM transactions") <= today, "nothing after today"
     month = today.replace(day=1)
