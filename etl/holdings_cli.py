@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import closing
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
@@ -70,8 +69,7 @@ def _rebuild(account_ids: list[UUID] | None, settings: Settings) -> int:
 
 
 def _value(account_ids: list[UUID] | None, output: str, settings: Settings) -> int:
-    with closing(db_utils.connect(settings)) as conn:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         totals = monthly_totals(conn, account_ids)
         conn.rollback()
     if output == "json":

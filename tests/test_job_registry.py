@@ -164,6 +164,13 @@ def test_the_worker_uses_no_argparse_internals_stderr_swaps_or_injected_exceptio
         assert trick not in code, trick
 
 
+def test_commands_open_the_database_through_db_utils_database_not_their_own_connect_and_migrate():
+    migrating = {str(p.relative_to(REPO)) for p in (REPO / "etl").rglob("*.py")
+                 if "migrate(conn" in p.read_text(encoding="utf-8")}
+    assert migrating == {"etl/utils/db_utils.py", "etl/runs.py", "etl/__main__.py"}, \
+        "use `with db_utils.database(settings) as conn:` (the run engine and `etl migrate` excepted)"
+
+
 # --- help that fits each command -----------------------------------------------------------------
 
 def help_of(*argv: str) -> str:

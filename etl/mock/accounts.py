@@ -9,7 +9,6 @@ event), and again inside the run's transaction against a concurrent run.
 from __future__ import annotations
 
 import random
-from contextlib import closing
 from uuid import UUID
 
 from etl.config import Settings
@@ -35,8 +34,7 @@ def refuse_used_seed(settings: Settings, seed: int, count: int) -> None:
     """Exit 2 (UsageError) before anything is recorded when the seed's new accounts exist already."""
     if count <= 0:
         return
-    with closing(db_utils.connect(settings)) as conn:
-        db_utils.migrate(conn, settings.db_schema)
+    with db_utils.database(settings) as conn:
         with conn.cursor() as cur:
             refuse_taken_ids(cur, seed_account_ids(seed, count), seed)
         conn.rollback()
