@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  examples=("etl assets add AAPL:STOCK EUR/USD:FOREX", "etl assets list"))
     asset_commands = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
     add = asset_commands.add_parser("add", help="track assets (or reactivate them)",
+                                    description="Track assets (or reactivate them): jobs run without --symbols "
+                                                "fetch every active asset.",
                                     examples=("etl assets add AAPL:STOCK VOO:ETF BTC:CRYPTO",
                                               "etl assets add BTC:CRYPTO --provider coingecko --provider-symbol bitcoin"))
     add.add_argument("assets", nargs="+", type=asset_list, metavar="SYMBOL:TYPE",
@@ -63,8 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="display name (one asset only)")
     add.add_argument("--provider", choices=PROVIDER_NAMES, help="provider to ask first for these assets")
     add.add_argument("--provider-symbol", help="the provider's own symbol (one asset only)")
-    asset_commands.add_parser("list", help="show the tracked assets")
-    remove = asset_commands.add_parser("remove", help="deactivate assets (their data stays)")
+    asset_commands.add_parser("list", help="show the tracked assets",
+                              description="Show every tracked asset: name, provider override, active, and its "
+                                          "last error\nas provider and reason (`etl status` says what data each "
+                                          "holds).")
+    remove = asset_commands.add_parser("remove", help="deactivate assets (their data stays)",
+                                       description="Deactivate assets: jobs stop fetching them; their stored "
+                                                   "data stays.",
+                                       examples=("etl assets remove DOGE:CRYPTO",))
     remove.add_argument("assets", nargs="+", type=asset_list, metavar="SYMBOL:TYPE")
 
     outbox = commands.add_parser("outbox", help="publish the events waiting in etl_outbox",

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from datetime import date
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import psycopg2
 
@@ -28,9 +28,11 @@ COMMAND_EXIT_MEANINGS = {
 }
 
 
-def help_epilog(exit_codes: Iterable[int], examples: Iterable[str] = (), *, job: bool = False) -> str:
-    """The end of a command's --help: the exit codes it can return (a job's, or a command's), then examples."""
-    meanings = EXIT_CODE_MEANINGS if job else COMMAND_EXIT_MEANINGS
+def help_epilog(exit_codes: Iterable[int], examples: Iterable[str] = (), *, job: bool = False,
+                exit_meanings: Mapping[int, str] | None = None) -> str:
+    """The end of a command's --help: the exit codes it can return (a job's, or a command's, with what
+    `exit_meanings` says a code means for this command), then examples."""
+    meanings = {**(EXIT_CODE_MEANINGS if job else COMMAND_EXIT_MEANINGS), **(exit_meanings or {})}
     lines = ["exit codes:"] + [f"  {code:<3} {meanings[code]}" for code in exit_codes]
     examples = list(examples)
     if examples:
@@ -43,8 +45,8 @@ class CommandParser(argparse.ArgumentParser):
     job's own parser; at the command line `main_of` prints them as argparse would (usage, one line, exit 2)."""
 
     def __init__(self, *args, exit_codes: Iterable[int] = (0, 1, 2), examples: Iterable[str] = (),
-                 job: bool = False, **kwargs):
-        kwargs.setdefault("epilog", help_epilog(exit_codes, examples, job=job))
+                 job: bool = False, exit_meanings: Mapping[int, str] | None = None, **kwargs):
+        kwargs.setdefault("epilog", help_epilog(exit_codes, examples, job=job, exit_meanings=exit_meanings))
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 

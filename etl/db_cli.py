@@ -30,9 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="etl db", description=__doc__,
                            examples=('psql "$(etl db url --show-password)"', "etl db stop"))
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    url = actions.add_parser("url", help="print the connection string of the database in use")
+    url = actions.add_parser(
+        "url", help="print the connection string of the database in use",
+        description="Print the libpq connection string of the database the jobs use (DATABASE_URL,\n"
+                    "DB_HOST…, else the embedded PostgreSQL, started if needed), with DB_SCHEMA as\n"
+                    "search_path; the password masked unless --show-password.",
+        examples=('psql "$(etl db url --show-password)"',))
     url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
-    actions.add_parser("stop", help="stop the embedded PostgreSQL (a configured server is left alone)")
+    actions.add_parser(
+        "stop", help="stop the embedded PostgreSQL (a configured server is left alone)",
+        description="Stop the embedded PostgreSQL under ETL_DATA_DIR (a fast shutdown: open\n"
+                    "transactions are rolled back); the next command starts it again. With\n"
+                    "DATABASE_URL or DB_HOST set it stops nothing and exits 2.",
+        examples=("etl db stop",))
     return parser
 
 

@@ -27,6 +27,9 @@ EXIT_ATTENTION = 1
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="etl status", description=__doc__,
+                           exit_meanings={EXIT_ATTENTION: "with --check: an asset shown is stale or failing;\n"
+                                                          "      or the status could not be read (database "
+                                                          "unreachable …); one line says why"},
                            examples=("etl status", "etl status --format json --check",
                                      "etl status --symbols AAPL:STOCK,BTC:CRYPTO --stale-after 3"))
     parser.add_argument("--symbols", type=asset_list, metavar="A:TYPE,B:TYPE",

@@ -195,6 +195,24 @@ def test_each_command_lists_only_the_exit_codes_it_can_return_and_examples():
     assert "examples:\n  etl fetch_historical_market_data --symbols" in help_of("fetch_historical_market_data")
 
 
+EVERY_COMMAND = (["migrate"], ["assets", "add"], ["assets", "list"], ["assets", "remove"], ["outbox", "flush"],
+                 ["runs"], ["status"], ["report"], ["db", "url"], ["db", "stop"], ["holdings", "rebuild"],
+                 ["holdings", "value"], ["history", "rebase"], ["worker"])
+
+
+def test_every_command_and_action_explains_itself_above_its_options():
+    for command in EVERY_COMMAND:
+        text = help_of(*command)
+        description = text.split("\n\n")[1]
+        assert not description.startswith(("options:", "positional arguments:")), command
+        assert exit_codes_listed(text)[:3] == ["0", "1", "2"], command
+
+
+def test_status_help_says_exit_1_is_also_what_check_returns_for_an_asset_needing_attention():
+    section = help_of("status").split("exit codes:")[1].split("examples:")[0]
+    assert "with --check: an asset shown is stale or failing" in section
+
+
 def test_help_shows_each_options_own_default():
     text = " ".join(help_of("fetch_historical_market_data").split())
     assert "first day of the range (default: ETL_HISTORY_START, else five years before today)" in text
