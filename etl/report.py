@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from etl.cli import CommandParser, parse_or_exit, run_cli
 from etl.coverage import AssetStatus, asset_statuses, job_statuses, provider_statuses
 from etl.error_lines import run_error_line
+from etl.errors import UsageError
 from etl.report_svg import Row, heatmap, price_chart
 from etl.utils import db_utils
 
@@ -62,7 +63,11 @@ def _run(args, settings) -> int:
         assets = asset_statuses(conn, now=now, lookback_days=settings.lookback_days)
         page = render(now, assets, _monthly_rows(conn, assets), _series(conn, assets),
                       provider_statuses(conn, settings), job_statuses(conn), _recent_runs(conn))
-    args.out.write_text(page, encoding="utf-8")
+    try:
+        args.out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write the report ({exc.strerror or exc}) — pass a path "
+                         "in an existing folder you can write to") from None
     print(f"wrote {args.out} ({len(assets)} asset(s), {sum(a.rows for a in assets)} row(s))")
     return 0
 

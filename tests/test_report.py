@@ -91,3 +91,10 @@ def test_report_of_an_empty_database_says_there_is_no_data(etl_env, db, tmp_path
     page = tmp_path / "empty.html"
     assert run_etl("report", "--out", page) == 0
     assert "No market data stored yet." in page.read_text()
+
+
+def test_report_to_a_folder_that_does_not_exist_exits_2_naming_the_path(etl_env, db, tmp_path, capsys):
+    target = tmp_path / "no-such-folder" / "report.html"
+    assert run_etl("report", "--out", target) == 2
+    error = capsys.readouterr().err
+    assert f"--out {target}: cannot write the report" in error and "existing folder" in error
