@@ -163,7 +163,7 @@ def serial_baseline(url: str, base_url: str, symbols: list[str], start: date) ->
     """One request at a time and one INSERT per row, for `symbols`: seconds taken."""
     from etl.config import Settings
     from etl.models import Asset
-    from etl.providers import make_provider
+    from etl.pipeline.provider_setup import make_provider
 
     settings = Settings.from_env({"YAHOO_BASE_URL": base_url,
                                   "PROVIDER_RATE_LIMITS": f"yahoo={CLIENT_RATE_PER_MINUTE}"}, dotenv=False)

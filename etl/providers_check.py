@@ -25,7 +25,8 @@ from etl.models import MARKET_ASSET_TYPES, Asset
 from etl.pipeline.budget import DailyBudget, left_today
 from etl.pipeline.chain import daily_limit
 from etl.pipeline.provider_sessions import SavedSessions
-from etl.providers import make_provider, provider_class
+from etl.pipeline.provider_setup import make_provider
+from etl.providers import provider_class
 from etl.utils import db_utils
 from etl.utils.http_clients import TransportError
 

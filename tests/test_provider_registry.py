@@ -10,7 +10,8 @@ import pytest
 from etl.config import Settings
 from etl.errors import ConfigError, MissingKeyError
 from etl.models import ASSET_TYPES, Asset, Bar
-from etl.providers import PROVIDERS, make_provider
+from etl.pipeline.provider_setup import make_provider
+from etl.providers import PROVIDERS
 from etl.providers.base import Limits, Provider
 from support.runner import ETL_VARIABLES, REPO
 

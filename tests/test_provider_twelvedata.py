@@ -10,7 +10,7 @@ import pytest
 from etl.config import Settings
 from etl.errors import FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError
 from etl.models import Asset
-from etl.providers import make_provider
+from etl.pipeline.provider_setup import make_provider
 from etl.validate import validate_bars
 from support.fake_api import Response, fixture_json
 from support.providers import KEYS, build_provider, error_of

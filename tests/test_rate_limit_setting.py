@@ -11,7 +11,8 @@ import pytest
 from etl.config import PROVIDER_NAMES, Settings
 from etl.errors import ConfigError
 from etl.models import Asset
-from etl.providers import make_provider, provider_class
+from etl.pipeline.provider_setup import make_provider
+from etl.providers import provider_class
 from etl.providers.yahoo import chart_path, to_yahoo_symbol
 from support.fake_api import fixture_text
 from support.runner import PYTHON, run_etl_process

@@ -7,7 +7,7 @@ import pytest
 from etl.config import Settings
 from etl.errors import ConfigError
 from etl.models import Asset
-from etl.providers import make_provider
+from etl.pipeline.provider_setup import make_provider
 from etl.providers.yahoo import EDGE_429S_BEFORE_DOWN
 from etl.utils.http_clients import BrowserClient
 from support.db import row_count, rows, scalar

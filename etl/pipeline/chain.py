@@ -39,8 +39,8 @@ from etl.models import Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span, widened
 from etl.pipeline.provider_sessions import SavedSessions
+from etl.pipeline.provider_setup import load_class, make_provider
 from etl.pipeline.rate_bucket import RateBucket
-from etl.providers import make_provider, provider_class
 from etl.pipeline.failures import asset_failure_level, combined_error, no_provider_error  # noqa: F401 (re-exported)
 from etl.providers.answers import reading
 from etl.providers.base import Limits, Provider, subject_of
@@ -58,19 +58,11 @@ def candidates(asset: Asset, settings: Settings, override: str | None) -> list[s
 
 
 def provider_type_set(name: str) -> frozenset[str]:
-    return _load_class(name).asset_types
+    return load_class(name).asset_types
 
 
 def provider_limits(name: str) -> Limits:
-    return _load_class(name).limits
-
-
-def _load_class(name: str) -> type[Provider]:
-    try:
-        return provider_class(name)
-    except (ImportError, KeyError):
-        raise FatalError(f"provider {name!r} is not available in this installation — choose another with "
-                         "--provider or the *_PROVIDERS settings") from None
+    return load_class(name).limits
 
 
 def daily_limit(name: str, settings: Settings) -> int | None:
@@ -80,7 +72,7 @@ def daily_limit(name: str, settings: Settings) -> int | None:
 
 def earliest_served(name: str, asset_type: str, today: date) -> date | None:
     """The oldest day provider `name` serves history of `asset_type` for (its declared depth); None: no limit."""
-    depth = _load_class(name).history_depth(asset_type)
+    depth = load_class(name).history_depth(asset_type)
     return None if depth is None else today - timedelta(days=depth - 1)
 
 
@@ -139,7 +131,7 @@ class ProviderChain:
     def provider(self, name: str) -> Provider:
         with self._lock:
             if name not in self._providers:
-                _load_class(name)
+                load_class(name)
                 built = make_provider(name, self.settings, self._provider_budget(name), self._rate_bucket(name),
                                       self.saved)
                 built.known_symbols.update(self._known_symbols.get(name, {}))

@@ -8,7 +8,8 @@ import pytest
 
 from etl.config import Settings
 from etl.errors import EtlError
-from etl.providers import PROVIDERS, make_provider
+from etl.pipeline.provider_setup import make_provider
+from etl.providers import PROVIDERS
 from etl.providers.base import Provider
 from support.runner import UNREACHABLE
 
