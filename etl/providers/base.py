@@ -14,14 +14,21 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 from etl.models import AS_TRADED, Asset, Bar, HistoryAnswer, PriceBasis, Quote
 from etl.providers.answers import reading
 from etl.utils.fetch_utils import ProviderSession
 
-if TYPE_CHECKING:
-    from etl.config import Settings
+
+
+class ProviderSettings(Protocol):
+    """What building a provider reads from the settings (`etl.config.Settings` is one). Named here,
+    so that providers need not import the configuration, which reads their declarations."""
+
+    def base_url(self, provider: str) -> str: ...
+
+    def api_key(self, provider: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class Provider:
         self.exchange_timezones: dict[tuple[str, str], str] = {}
 
     @classmethod
-    def from_settings(cls, session: ProviderSession, settings: "Settings", saved=None) -> "Provider":
+    def from_settings(cls, session: ProviderSession, settings: ProviderSettings, saved=None) -> "Provider":
         """The provider built from the settings. `saved`: where sessions are kept between runs
         (`etl.pipeline.provider_sessions.SavedSessions`), for providers that have one (Yahoo)."""
         return cls(session, settings.base_url(cls.name), settings.api_key(cls.name))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Protocol, Sequence
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,13 +43,10 @@ from etl.errors import (AccessRefusedError, FatalError, NotFoundError, ProviderU
                         RetryableError)
 from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer
 from etl.providers.answers import answer_parser
-from etl.providers.base import Limits, Provider, QuoteBatch, unix_seconds
+from etl.providers.base import Limits, Provider, ProviderSettings, QuoteBatch, unix_seconds
 from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL, SessionStore, YahooAuth
 from etl.utils.fetch_utils import ProviderSession
 from etl.validate import is_good_dividend, percent_change, sane_ratio, to_decimal, to_major_unit
-
-if TYPE_CHECKING:
-    from etl.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +278,10 @@ def first_trade_date(payload: Any) -> date | None:
     return trading_date(int(stamp), exchange_zone(meta)) if valid else None
 
 
+class YahooSettings(ProviderSettings, Protocol):
+    yahoo_cookie_url: str  # where the session's consent cookie is fetched (YAHOO_COOKIE_URL)
+
+
 class YahooProvider(Provider):
     """Yahoo as a browser (curl_cffi), with its cookie-and-crumb session (`yahoo_auth`) shared
     through the database, and quotes from spark or, when refused, the chart (`yahoo_quotes`)."""
@@ -303,7 +304,7 @@ class YahooProvider(Provider):
         self._quotes = None
 
     @classmethod
-    def from_settings(cls, session: ProviderSession, settings: Settings, saved: SessionStore | None = None):
+    def from_settings(cls, session: ProviderSession, settings: YahooSettings, saved: SessionStore | None = None):
         return cls(session, settings.base_url(NAME), cookie_url=settings.yahoo_cookie_url, saved=saved)
 
     def map_symbol(self, asset: Asset) -> str:
