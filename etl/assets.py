@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from etl.models import Asset
+from etl.models import AnswerMeta, Asset
 
 _ASSET_COLUMNS = "symbol, asset_type, name, currency, exchange, provider, provider_symbol"
 
@@ -53,6 +53,29 @@ def register_assets(cur, assets: Iterable[Asset], *, activate: bool = True) -> N
                coalesce(EXCLUDED.exchange, asset.exchange), coalesce(EXCLUDED.provider, asset.provider),
                coalesce(EXCLUDED.provider_symbol, asset.provider_symbol), asset.active OR EXCLUDED.active)""",
                 [activate, *map(list, zip(*rows))])
+
+
+def describe_assets(cur, described: Mapping[tuple[str, str], AnswerMeta]) -> int:
+    """Fill the empty name, currency, exchange and exchange_timezone of assets with what a provider's
+    answer said of them ((symbol, asset_type) → AnswerMeta); a value already there — the user's
+    `--name`, or the first answer's — is never overwritten. Returns how many assets changed."""
+    rows = [(symbol, asset_type, meta.name, meta.currency, meta.exchange, meta.exchange_timezone)
+            for (symbol, asset_type), meta in described.items() if not meta.empty]
+    if not rows:
+        return 0
+    cur.execute("""
+        UPDATE asset SET name = coalesce(asset.name, d.name),
+                         currency = coalesce(asset.currency, d.currency),
+                         exchange = coalesce(asset.exchange, d.exchange),
+                         exchange_timezone = coalesce(asset.exchange_timezone, d.zone),
+                         updated_at = now()
+          FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+               AS d(symbol, asset_type, name, currency, exchange, zone)
+         WHERE asset.symbol = d.symbol AND asset.asset_type = d.asset_type
+           AND (asset.name IS NULL AND d.name IS NOT NULL OR asset.currency IS NULL AND d.currency IS NOT NULL
+                OR asset.exchange IS NULL AND d.exchange IS NOT NULL
+                OR asset.exchange_timezone IS NULL AND d.zone IS NOT NULL)""", list(map(list, zip(*rows))))
+    return max(cur.rowcount, 0)
 
 
 def deactivate_assets(cur, assets: Iterable[Asset]) -> int:

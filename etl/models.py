@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import UsageError
 
@@ -16,6 +17,7 @@ from etl.errors import UsageError
 # forex as BASE/QUOTE), so a malformed spec is a usage error, not a database one.
 _FOREX_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 _SYMBOL = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^_&]{0,31}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")  # as the CHECK on asset.currency
 MARKET_ASSET_TYPES = ("STOCK", "ETF", "CRYPTO", "FOREX", "INDEX")
 ASSET_TYPES = (*MARKET_ASSET_TYPES, "CASH")
 
@@ -35,6 +37,55 @@ class Asset:
     @property
     def spec(self) -> str:
         return f"{self.symbol}:{self.asset_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerMeta:
+    """What one provider answer says of its asset, apart from prices: its name, the currency its
+    prices are in, its exchange and that exchange's IANA time zone. Kept once per answer (not on
+    every Bar) and used to fill the asset's columns the user left empty (`assets.describe_assets`).
+    Build it with `of`, which leaves out what the `asset` table would refuse."""
+
+    name: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    exchange_timezone: str | None = None
+
+    @classmethod
+    def of(cls, name=None, currency=None, exchange=None, exchange_timezone=None) -> "AnswerMeta":
+        """The meta of an answer's raw values: text trimmed, blanks dropped, a currency that is not
+        three capital letters dropped (the provider converts a minor unit such as GBp first), a
+        time zone Python does not know dropped."""
+        currency = _text(currency)
+        zone = _text(exchange_timezone)
+        return cls(name=_text(name), exchange=_text(exchange),
+                   currency=currency if currency and _CURRENCY.match(currency) else None,
+                   exchange_timezone=zone if zone and _known_zone(zone) else None)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.name or self.currency or self.exchange or self.exchange_timezone)
+
+    def or_else(self, other: "AnswerMeta") -> "AnswerMeta":
+        """This meta with what it lacks taken from `other` (an answer after this one)."""
+        return AnswerMeta(self.name or other.name, self.currency or other.currency,
+                          self.exchange or other.exchange, self.exchange_timezone or other.exchange_timezone)
+
+
+NO_META = AnswerMeta()
+
+
+def _text(value) -> str | None:
+    """A provider's text value trimmed; None for a blank or a value of another JSON type."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +146,8 @@ class HistoryAnswer:
     wider proves the days between its bars had no trading); None when it held no
     bar. `actions` are the splits and dividends it reported, `listed_from` the
     first trading day the provider states; `checked_actions` says the answer
-    reports every action of the asset through today.
+    reports every action of the asset through today; `meta` what it says of
+    the asset (name, currency, exchange, time zone).
     """
 
     bars: list[Bar]
@@ -103,12 +155,13 @@ class HistoryAnswer:
     answered: tuple[date, date] | None = None
     listed_from: date | None = None
     checked_actions: bool = False
+    meta: AnswerMeta = NO_META
 
     @classmethod
-    def of(cls, bars: list[Bar]) -> "HistoryAnswer":
+    def of(cls, bars: list[Bar], meta: AnswerMeta = NO_META) -> "HistoryAnswer":
         """An answer that is exactly its bars (no wider window, no actions)."""
         days = [bar.date for bar in bars]
-        return cls(bars, answered=(min(days), max(days)) if days else None)
+        return cls(bars, answered=(min(days), max(days)) if days else None, meta=meta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +184,11 @@ class Quote:
     name: str | None = None
     exchange: str | None = None
     exchange_timezone: str | None = None  # IANA name, e.g. America/New_York
+
+    @property
+    def meta(self) -> AnswerMeta:
+        """What the quote says of its asset, as a history answer's `meta`."""
+        return AnswerMeta.of(self.name, self.currency, self.exchange, self.exchange_timezone)
 
 
 def parse_asset_spec(text: str) -> Asset:

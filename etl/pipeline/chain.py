@@ -35,7 +35,7 @@ from typing import Iterable, Mapping, Sequence
 from etl.config import Settings
 from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, ProviderUnavailableError,
                         QuotaExhaustedError, RetryableError)
-from etl.models import Asset, Bar, CorporateAction, Quote
+from etl.models import NO_META, AnswerMeta, Asset, Bar, CorporateAction, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span, widened
 from etl.pipeline.provider_sessions import SavedSessions
@@ -98,6 +98,7 @@ class Served:
     answered: tuple[date, date] | None = None
     listed_from: date | None = None
     checked_actions: bool = False
+    meta: AnswerMeta = NO_META
 
 
 def for_provider(asset: Asset, name: str) -> Asset:
@@ -220,12 +221,6 @@ class ProviderChain:
                 learned.setdefault(asset, (name, symbol))
         return learned
 
-    def learned_timezones(self) -> dict[tuple[str, str], str]:
-        """Exchange time zones the providers' answers gave during the run: (symbol, asset_type) → IANA name."""
-        with self._lock:
-            return {key: zone for provider in self._providers.values()
-                    for key, zone in provider.exchange_timezones.items()}
-
     def history_parts(self, asset: Asset, start: date, end: date, *,
                       today: date) -> tuple[list[Served], EtlError | None]:
         """The bars of `start`..`end`, newest part first, each with the provider and the span it covered.
@@ -261,7 +256,7 @@ class ProviderChain:
                     bars = [bar for bar in answer.bars if first <= bar.date <= last]
                     covered = covered_from(answer.bars, first, provider_limits(name).max_points)
                     parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
-                                        answer.listed_from, answer.checked_actions))
+                                        answer.listed_from, answer.checked_actions, answer.meta))
                     if covered > first:
                         log.info("%s: %s returned its maximum of %d bars, from %s on; asking it for %s..%s",
                                  asset.spec, name, len(bars), covered, first, covered - timedelta(days=1))

@@ -16,6 +16,7 @@ rows stored (an older release's) has its stored span refetched once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections import Counter
@@ -27,10 +28,10 @@ from decimal import Decimal
 from typing import Iterator, Sequence
 
 from etl import stopping
-from etl.assets import record_asset_errors
+from etl.assets import describe_assets, record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
-from etl.models import Asset
+from etl.models import NO_META, AnswerMeta, Asset
 from etl.pipeline import adjust, claims, health, store
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
@@ -222,7 +223,6 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())
-            store.store_exchange_timezones(cur, chain.learned_timezones())
 
 
 def _fetch_all(chain: ProviderChain, waiting: Iterator[AssetPlan], count: int, *, today: date, threads: int):
@@ -281,6 +281,8 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             changed = [bar.date for bar in loaded.bars] + [action.date for action in loaded.new_actions]
             if changed:
                 store.fill_history_changes(cur, [(asset, min(changed), max(changed))], today=today)
+            if not (meta := answers_meta(fetched.parts)).empty:
+                describe_assets(cur, {(asset.symbol, asset.asset_type): meta})
         if fetched.error is None:
             run.succeeded(asset.symbol, rows if run.dry_run else 0)
             if not run.dry_run:
@@ -296,6 +298,11 @@ def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, l
             record_asset_errors(cur, {asset: str(error)})
             if isinstance(error, NotFoundError):
                 store.set_cool_off(cur, [asset], COOL_OFF_DAYS)
+
+
+def answers_meta(parts: Sequence[Part]) -> AnswerMeta:
+    """What the answers said of the asset, each field from the first answer that carries it."""
+    return functools.reduce(AnswerMeta.or_else, (part.served.meta for part in parts), NO_META)
 
 
 def _ledger(cur, asset: Asset, parts: Sequence[Part], *, today: date, lookback_days: int) -> list[tuple]:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import closing
-from dataclasses import replace
 from datetime import date
 from typing import Callable, Sequence
 
-from etl.assets import record_asset_errors, register_assets
+from etl.assets import describe_assets, record_asset_errors, register_assets
 from etl.config import Settings
 from etl.errors import FatalError
 from etl.models import Asset
@@ -52,10 +51,10 @@ def load_quotes(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
     Assets go in chunks of LOCK_CHUNK: each asset of a chunk is locked (one another run
     holds is skipped), the chunk is fetched and written, and committed with its locks
     released before the next; the last chunk is committed with the run's event.
-    Assets without a name are named with the name and exchange the provider gave, and
-    every asset gets the exchange time zone its quote came with. With `register_new`
-    (the index job), assets not yet in `asset` are registered the same way; otherwise
-    they are expected to exist.
+    An asset's empty name, currency, exchange and exchange time zone are filled from
+    what its quote says (`describe_assets`: never over a value already there). With
+    `register_new` (the index job), assets not yet in `asset` are registered first;
+    otherwise they are expected to exist.
     """
     run.extra["dropped_rows"] = 0
     with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget, \
@@ -93,19 +92,17 @@ def _load_chunk(run: JobRun, chain: ProviderChain, assets: Sequence[Asset], *, t
 
     if not run.dry_run:
         with run.conn.cursor() as cur:
-            known = store.known_assets(run.conn, assets)
-            named = [replace(by_key[(q.symbol, q.asset_type)], name=q.name, exchange=q.exchange,
-                             currency=q.currency)
-                     for q in validated.rows
-                     if ((q.symbol, q.asset_type) in known and by_key[(q.symbol, q.asset_type)].name is None)
-                     or ((q.symbol, q.asset_type) not in known and register_new)]
+            if register_new:
+                known = store.known_assets(run.conn, assets)
+                new = [by_key[key] for key in priced if key not in known]
+                if new:
+                    register_assets(cur, new)
+                    log.info("registered %d asset(s): %s", len(new), ", ".join(a.symbol for a in new))
+            named = describe_assets(cur, {(q.symbol, q.asset_type): q.meta for q in validated.rows})
             if named:
-                register_assets(cur, named)
-                log.info("registered or named %d asset(s): %s", len(named), ", ".join(a.symbol for a in named))
+                log.info("filled the name, currency, exchange or time zone of %d asset(s) from their quotes", named)
             run.rows_upserted += store.upsert_quotes(cur, validated.rows)
             store.store_learned_symbols(cur, chain.learned_symbols())
-            store.store_exchange_timezones(cur, {(q.symbol, q.asset_type): q.exchange_timezone
-                                                 for q in validated.rows if q.exchange_timezone})
             record_asset_errors(cur, {**{by_key[k]: None for k in priced},
                                       **{a: str(e) for a, e in failures.items()}})
     for quote in validated.rows:

@@ -216,17 +216,6 @@ def store_learned_symbols(cur, learned: dict[Asset, tuple[str, str]]) -> None:
                      list(by_key.values())))
 
 
-def store_exchange_timezones(cur, zones: dict[tuple[str, str], str]) -> None:
-    """Set `asset.exchange_timezone` ((symbol, asset_type) → IANA name) where it changed."""
-    if zones:
-        cur.execute("""
-            UPDATE asset SET exchange_timezone = z.zone
-              FROM unnest(%s::text[], %s::text[], %s::text[]) AS z(symbol, asset_type, zone)
-             WHERE asset.symbol = z.symbol AND asset.asset_type = z.asset_type
-               AND asset.exchange_timezone IS DISTINCT FROM z.zone""",
-                    ([s for s, _ in zones], [t for _, t in zones], list(zones.values())))
-
-
 def provider_symbols(conn, assets: Sequence[Asset]) -> dict[str, dict[tuple[str, str], str]]:
     """Symbols learned in earlier runs for `assets`: provider → (symbol, asset_type) → its symbol."""
     if not assets:

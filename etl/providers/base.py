@@ -93,9 +93,6 @@ class Provider:
         self.learned_symbols: dict[Asset, str] = {}
         # Those learned in earlier runs, (symbol, asset_type) → symbol, given back by the chain.
         self.known_symbols: dict[tuple[str, str], str] = {}
-        # Exchange time zones (IANA names) the history answers gave, (symbol, asset_type) → zone;
-        # stored on `asset` so status can tell each asset's own today.
-        self.exchange_timezones: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_settings(cls, session: ProviderSession, settings: ProviderSettings, saved=None) -> "Provider":

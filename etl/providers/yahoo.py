@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import (AccessRefusedError, FatalError, NotFoundError, ProviderUnavailableError, RateLimitedError,
                         RetryableError)
-from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer
+from etl.models import SPLIT_ADJUSTED, AnswerMeta, Asset, Bar, CorporateAction, HistoryAnswer
 from etl.providers.answers import answer_parser
 from etl.providers.base import Limits, Provider, ProviderSettings, QuoteBatch, unix_seconds
 from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL, SessionStore, YahooAuth
@@ -143,6 +143,14 @@ def exchange_zone(meta: dict) -> tzinfo:
 
 def trading_date(timestamp: int, zone: tzinfo) -> date:
     return datetime.fromtimestamp(int(timestamp), zone).date()
+
+
+def chart_meta(meta: dict) -> AnswerMeta:
+    """What a chart's (or spark's) `meta` says of the asset: `longName` (else `shortName`), the
+    price's currency in its major unit, `fullExchangeName` (else `exchangeName`) and
+    `exchangeTimezoneName`."""
+    return AnswerMeta.of(meta.get("longName") or meta.get("shortName"), to_major_unit(None, meta.get("currency"))[1],
+                         meta.get("fullExchangeName") or meta.get("exchangeName"), meta.get("exchangeTimezoneName"))
 
 
 # ---- history ----
@@ -324,14 +332,13 @@ class YahooProvider(Provider):
         if result is None:
             log.info("yahoo: %s has no data for %s..%s (before its first trading day)", asset.spec, start, end)
             return HistoryAnswer([])
-        if zone := (result.get("meta") or {}).get("exchangeTimezoneName"):
-            self.exchange_timezones[(asset.symbol, asset.asset_type)] = zone
         bars = parse_history(payload, asset, where=chart_path(symbol))
         days = [bar.date for bar in bars]
         return HistoryAnswer([bar for bar in bars if start <= bar.date <= end], parse_actions(payload, asset),
                              answered=(min(days), max(days)) if days else None,
                              listed_from=first_trade_date(payload),
-                             checked_actions=asset.asset_type in self.reports_actions)
+                             checked_actions=asset.asset_type in self.reports_actions,
+                             meta=chart_meta(result.get("meta") or {}))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         if self._quotes is None:

@@ -26,8 +26,8 @@ from etl.errors import (AccessRefusedError, NotFoundError, ProviderUnavailableEr
 from etl.models import Asset, Quote
 from etl.providers.answers import answer_parser, reading
 from etl.providers.base import QuoteBatch
-from etl.providers.yahoo import (NAME, _price, chart_path, chart_result, exchange_zone, raise_for_api_error,
-                                 trading_date)
+from etl.providers.yahoo import (NAME, _price, chart_meta, chart_path, chart_result, exchange_zone,
+                                 raise_for_api_error, trading_date)
 from etl.providers.yahoo_auth import FEATURE_REFUSED, YahooAuth
 from etl.validate import percent_change, to_decimal, to_major_unit
 
@@ -72,6 +72,7 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
         raise NotFoundError(f"{NAME}: no regularMarketTime in the quote for {asset.spec} — the symbol may "
                             "not be trading; check it")
     day_quote = ((chart.get("indicators") or {}).get("quote") or [{}])[0] or {}
+    described = chart_meta(meta)
     return Quote(
         symbol=asset.symbol,
         asset_type=asset.asset_type,
@@ -86,9 +87,9 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
         low=_price(meta.get("regularMarketDayLow"), raw_currency),
         volume=to_decimal(meta.get("regularMarketVolume")),
         currency=to_major_unit(None, raw_currency)[1],
-        name=meta.get("longName") or meta.get("shortName"),
-        exchange=meta.get("fullExchangeName") or meta.get("exchangeName"),
-        exchange_timezone=meta.get("exchangeTimezoneName"),
+        name=described.name,
+        exchange=described.exchange,
+        exchange_timezone=described.exchange_timezone,
     )
 
 
