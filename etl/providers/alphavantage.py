@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
-from etl.models import Asset, Bar, CorporateAction, HistoryAnswer, Quote
+from etl.models import AnswerMeta, Asset, Bar, CorporateAction, HistoryAnswer, Quote
 from etl.providers.answers import UNKNOWN_SYMBOL, answer_parser, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
@@ -174,6 +174,15 @@ def parse_daily(payload: Mapping[str, Any], asset: Asset, function: str, currenc
     return sorted(bars, key=lambda bar: bar.date)
 
 
+def daily_meta(payload: Mapping[str, Any], currency: str | None) -> AnswerMeta:
+    """What a daily series says of its asset: the currency of its prices and, for a digital
+    currency, its name ("Meta Data" → "3. Digital Currency Name"). The "Time Zone" there is that of
+    "Last Refreshed" (US/Eastern for every stock, wherever listed), not the exchange's: left out."""
+    meta = payload.get("Meta Data")
+    named = {key.partition(". ")[2]: value for key, value in meta.items()} if isinstance(meta, dict) else {}
+    return AnswerMeta.of(named.get("Digital Currency Name"), currency)
+
+
 @answer_parser(NAME)
 def parse_splits(payload: Mapping[str, Any], asset: Asset) -> list[CorporateAction]:
     """Splits from a SPLITS payload: `split_factor` is shares after per share before (4 for 4:1)."""
@@ -236,9 +245,11 @@ def parse_exchange_rate(payload: Mapping[str, Any], asset: Asset, currency: str 
     if not values:
         raise NotFoundError(f"{NAME}: {where} — no exchange rate: unknown currency; check the symbol")
     as_of = _refreshed_at(values.get("6. Last Refreshed"), values.get("7. Time Zone")) or fetched_at
+    name = values.get("2. From_Currency Name") if asset.asset_type == "CRYPTO" else None
     return Quote(symbol=asset.symbol, asset_type=asset.asset_type, date=as_of.astimezone(timezone.utc).date(),
                  price=to_decimal(values.get("5. Exchange Rate")), as_of=as_of, source=NAME,
-                 currency=str(values.get("3. To_Currency Code") or currency or "").upper() or None)
+                 currency=str(values.get("3. To_Currency Code") or currency or "").upper() or None,
+                 name=name if isinstance(name, str) else None)
 
 
 def _refreshed_at(text: Any, zone_name: Any) -> datetime | None:
@@ -281,6 +292,10 @@ class AlphaVantageProvider(Provider):
         return payload
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        return self._daily(asset, start, end).bars
+
+    def _daily(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+        """The daily series of `asset` for `start`..`end`, with what its meta says of the asset."""
         symbol = self.provider_symbol(asset)
         params = history_params(asset, symbol, start, self.clock().date())
         if params["function"] == "TIME_SERIES_DAILY" and params["outputsize"] == "full":
@@ -289,10 +304,12 @@ class AlphaVantageProvider(Provider):
                                  "another provider is asked for those days (add one to STOCK_PROVIDERS if none "
                                  "is left)")
         payload = self._query(params)
-        return parse_daily(payload, asset, params["function"], price_currency(asset, symbol))
+        currency = price_currency(asset, symbol)
+        return HistoryAnswer.of(parse_daily(payload, asset, params["function"], currency),
+                                daily_meta(payload, currency))
 
     def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
-        answer = HistoryAnswer.of(self.history(asset, start, end))
+        answer = self._daily(asset, start, end)
         if asset.asset_type not in self.reports_actions:
             return answer
         if asset not in self._actions:
@@ -302,7 +319,8 @@ class AlphaVantageProvider(Provider):
                 log.warning("%s: %s: splits and dividends not available (%s); the bars load without them and "
                             "they are asked again on the next run", NAME, asset.spec, exc)
                 return answer
-        return HistoryAnswer(answer.bars, self._actions[asset], answer.answered, checked_actions=True)
+        return HistoryAnswer(answer.bars, self._actions[asset], answer.answered, checked_actions=True,
+                             meta=answer.meta)
 
     def actions(self, asset: Asset) -> list[CorporateAction]:
         """Every split and dividend of `asset` Alpha Vantage knows (SPLITS and DIVIDENDS)."""

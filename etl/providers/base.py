@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
-from etl.models import AS_TRADED, Asset, Bar, HistoryAnswer, PriceBasis, Quote
+from etl.models import AS_TRADED, AnswerMeta, Asset, Bar, HistoryAnswer, PriceBasis, Quote
 from etl.providers.answers import reading
 from etl.utils.fetch_utils import ProviderSession
 
@@ -119,12 +119,20 @@ class Provider:
 
     def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         """history() with what else the answer proves: the days it spans, the corporate actions it
-        reports, the first trading day it states. Providers that report more override this."""
-        return HistoryAnswer.of(self.history(asset, start, end))
+        reports, the first trading day it states, what it says of the asset (here: the one currency
+        of its bars). Providers that report more override this."""
+        bars = self.history(asset, start, end)
+        return HistoryAnswer.of(bars, AnswerMeta.of(currency=bars_currency(bars)))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         """Current quotes for up to `limits.max_batch` assets in as few requests as possible."""
         raise NotImplementedError
+
+
+def bars_currency(bars: Sequence[Bar]) -> str | None:
+    """The currency of `bars` when they all give the same one."""
+    currencies = {bar.currency for bar in bars}
+    return currencies.pop() if len(currencies) == 1 else None
 
 
 def unix_seconds(day: date) -> int:

@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
-from etl.models import Asset, Bar, Quote
+from etl.models import AnswerMeta, Asset, Bar, HistoryAnswer, Quote
 from etl.providers.answers import answer_parser, error_for_code, fetch_json, reported_error, unexpected_answer
 from etl.providers.base import Limits, Provider, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
@@ -127,6 +127,16 @@ def parse_time_series(payload: Mapping[str, Any], asset: Asset, provider_symbol:
     return bars
 
 
+def time_series_meta(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> AnswerMeta:
+    """What a /time_series `meta` says of the asset: the currency of its bars (major unit), its
+    `exchange` and `exchange_timezone`. It carries no name (the /quote answer does)."""
+    meta = payload.get("meta") or {}
+    if not isinstance(meta, dict):
+        return AnswerMeta()
+    currency = to_major_unit(None, quote_currency(asset, provider_symbol, meta.get("currency")))[1]
+    return AnswerMeta.of(None, currency, meta.get("exchange"), meta.get("exchange_timezone"))
+
+
 @answer_parser(NAME)
 def parse_quote(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> Quote:
     """One asset's quote from its /quote object. The trading date is the object's `datetime`
@@ -175,6 +185,9 @@ class TwelveDataProvider(Provider):
         return asset.symbol
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
+        return self.history_answer(asset, start, end).bars
+
+    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
         # end_date bounds the series exclusively in practice; ask for the day after and trim.
         payload = fetch_time_series(self.session, self.base_url, self.api_key, symbol, start, end + timedelta(days=1))
@@ -183,7 +196,8 @@ class TwelveDataProvider(Provider):
             raise api_error(payload, where, self.api_key)
         if not isinstance(payload, dict):
             raise unexpected_answer(NAME, where)
-        return [bar for bar in parse_time_series(payload, asset, symbol) if bar.date <= end]
+        return HistoryAnswer.of([bar for bar in parse_time_series(payload, asset, symbol) if bar.date <= end],
+                                time_series_meta(payload, asset, symbol))
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()

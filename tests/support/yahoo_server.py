@@ -78,7 +78,8 @@ class YahooServer:
         self.broken: set[tuple[str, date]] = set()              # (symbol, day) served with its close above its high
         self.quote_time: datetime | None = None                 # default: now
         self.quote_bump = Decimal(0)                            # added to every quote price
-        self.names: dict[str, str] = {}
+        self.names: dict[str, str] = {}                         # longName (and shortName) by symbol
+        self.without_long_name: set[str] = set()                # symbols whose meta has a shortName only
         self.without_day_low: set[str] = set()                  # symbols whose quote omits regularMarketDayLow
         self.closes: dict[tuple[str, date], Decimal] = {}       # as-traded closes other than close_price
         self.splits: dict[str, list[tuple[date, int, int]]] = {}
@@ -290,6 +291,8 @@ class YahooServer:
         }
         if symbol in self.without_day_low:
             del meta["regularMarketDayLow"]
+        if symbol in self.without_long_name:
+            del meta["longName"]
         return meta
 
     def _chart_quote(self, symbol: str) -> Response:
