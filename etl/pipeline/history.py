@@ -7,6 +7,8 @@ despite network latency; every database write happens on the calling thread.
 Each asset's rows, ledger entries and corporate actions (`adjust`) are committed
 before the next asset is written, so progress survives a crash; the last asset's
 writes are left for `job_run` to commit together with the completion event.
+What the answers say of the asset (`AnswerMeta`) fills its empty name, currency,
+exchange and time zone in the same transaction.
 
 Each request for a stock or ETF reaches back at least to the day its corporate
 actions were last checked (`asset.corporate_actions_checked`), so a split on a

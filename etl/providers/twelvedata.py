@@ -6,7 +6,8 @@ and are parsed with `to_decimal`, never through float.
 
 History is asked with `adjust=none`: /time_series adjusts for splits by
 default, and the prices stored are as traded. It has no adjusted close (the
-pipeline computes one from the stored corporate actions).
+pipeline computes one from the stored corporate actions). Its `meta` gives the
+currency, exchange and exchange_timezone; /quote gives the name.
 
 Limits are those of the free "Basic" plan: 8 API credits a minute and 800 a
 day, one credit per symbol, so a batched /quote of 8 symbols spends a whole

@@ -6,6 +6,7 @@ History comes from the chart endpoint, `/v8/finance/chart/{symbol}?period1&perio
 close, volume, with nulls for missing values) and `indicators.adjclose[0]`.
 A daily bar's timestamp is that session's opening time, so its trading date is
 the date in the exchange's time zone (`exchangeTimezoneName`, else `gmtoffset`).
+`meta` also names the asset (`chart_meta`: longName, currency, fullExchangeName).
 
 Quotes come from the spark endpoint, or the chart endpoint when spark is
 refused (`yahoo_quotes`). Errors arrive either as an HTTP status (404 for an
