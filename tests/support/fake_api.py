@@ -2,13 +2,18 @@
 
 Tests register routes (exact path or regex) with a fixed body or a handler that
 computes the answer from the request, then point a `*_BASE_URL` at
-`server.base_url`. Every request is recorded so tests can count them.
+`server.base_url`. Every request is recorded so tests can count them. An answer
+can also be a transport fault: `Response(stall=…)` keeps the request waiting
+(a server that stopped answering), `Response(reset=True)` drops the connection
+with a TCP reset instead of answering.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +39,8 @@ class Response:
     body: Any = None                       # dict/list → JSON; str/bytes as they are
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    stall: float = 0.0                     # seconds to keep the request waiting first (until the server closes)
+    reset: bool = False                    # answer nothing: reset the connection
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -52,6 +59,7 @@ class FakeApi:
         self.requests: list[Request] = []
         self.latency = 0.0  # seconds every answer waits, as a distant server's would
         self._lock = threading.Lock()
+        self._closing = threading.Event()   # ends every stalled answer when the server closes
         api = self
 
         class _RequestHandler(BaseHTTPRequestHandler):
@@ -66,14 +74,28 @@ class FakeApi:
                 response = api._answer(request)
                 if api.latency:
                     time.sleep(api.latency)
+                if response.stall:
+                    api._closing.wait(response.stall)
+                if response.reset:
+                    self.reset_connection()
+                    return
                 body = response.encoded()
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", response.content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up waiting (a stalled answer); nobody is left to tell
+                    self.close_connection = True
+
+            def reset_connection(self):
+                """Close with RST (SO_LINGER 0), as a crashing server or a middlebox does."""
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -111,6 +133,7 @@ class FakeApi:
             self.requests.clear()
 
     def close(self) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -18,10 +18,11 @@ KEYS = {"twelvedata": "td-secret-key-7f3a9c", "alphavantage": "AVSECRETKEY42XQ",
 
 
 def build_provider(name: str, base_url: str, *, key: str | None = None, paced: bool = True,
-                   **env: str) -> Provider:
+                   timeout: float | None = None, **env: str) -> Provider:
     """`make_provider(name)` from settings pointing it at `base_url`, with `key` as its API key and
     quick retries; `paced=False` lifts its rate limit (a loopback server has none, and 5 a minute
-    would make tests slow). `env` adds or overrides settings."""
+    would make tests slow); `timeout` waits less than ETL_HTTP_TIMEOUT's whole seconds for a loopback
+    answer. `env` adds or overrides settings."""
     cls = PROVIDERS[name]
     settings = {cls.base_url_variable: base_url, "YAHOO_COOKIE_URL": UNREACHABLE, "ETL_HTTP_BACKOFF": "0.01", **env}
     if key and cls.key_variable:
@@ -29,6 +30,8 @@ def build_provider(name: str, base_url: str, *, key: str | None = None, paced: b
     provider = make_provider(name, Settings.from_env(settings, dotenv=False))
     if not paced:
         provider.session.limiter.interval = 0
+    if timeout is not None:
+        provider.session.timeout = timeout
     return provider
 
 
