@@ -369,12 +369,7 @@ def test_an_empty_answer_gives_what_it_gives_today(fake_api, name, empty):
         assert isinstance(got, expected) and name in str(got)
 
 
-# ---- the fault matrix: bad values at the provider level ----
-
-def bad_value_cases() -> list:
-    return [pytest.param(name, bad, operation, id=f"{name}-{bad.name}-{operation}")
-            for bad in BAD_VALUES for name in APIS for operation in OPERATIONS if bad.fate(name, operation)]
-
+# ---- the fault matrix at the provider level ----
 
 @pytest.fixture
 def market_apis(fake_api) -> MarketApis:
@@ -383,6 +378,28 @@ def market_apis(fake_api) -> MarketApis:
 
 def healthy_closes(api: Api, asset: Asset) -> dict[date, Decimal]:
     return MarketApis.closes(api.name, api.symbol(asset), START, END)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("fault", [fault for fault in FAULTS if fault.one_asset], ids=lambda fault: fault.name)
+@pytest.mark.parametrize("name", APIS)
+def test_after_a_fault_about_one_asset_the_provider_still_serves_the_next(market_apis, name, fault, operation):
+    api = APIS[name]
+    market_apis.spoil(name, api.symbol(api.asset), Spoil(answer=fault.answer(api)))
+    provider = api.provider(market_apis.base_url)
+    assert isinstance(outcome(OPERATIONS[operation], provider, api.asset), fault.expected)
+    if operation == "history":
+        validated = validate_bars(provider.history(api.neighbour, START, END), START, END, utc_today())
+        assert {bar.date: bar.price for bar in validated.rows} == healthy_closes(api, api.neighbour)
+    else:
+        batch = provider.quotes([api.neighbour])
+        assert [quote.price for quote in batch.quotes] == [MarketApis.price(api.symbol(api.neighbour))], \
+            batch.failures
+
+
+def bad_value_cases() -> list:
+    return [pytest.param(name, bad, operation, id=f"{name}-{bad.name}-{operation}")
+            for bad in BAD_VALUES for name in APIS for operation in OPERATIONS if bad.fate(name, operation)]
 
 
 @pytest.mark.parametrize("name, bad, operation", bad_value_cases())
