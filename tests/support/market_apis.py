@@ -1,6 +1,6 @@
 """Every provider's API on one loopback server: healthy for any symbol and days, breakable one symbol at a time.
 
-Yahoo (`/v8/finance/chart/…`, `/v7/finance/spark`), Twelve Data (`/time_series`,
+Yahoo (`/v8/finance/chart/…` for history and, with `range=1d`, a quote; `/v7/finance/spark`), Twelve Data (`/time_series`,
 `/quote`), CoinGecko (`/coins/{id}/market_chart/range`, `/simple/price`),
 Frankfurter (`/{start}..{end}`, `/latest`) and Alpha Vantage (`/query`
 TIME_SERIES_DAILY and GLOBAL_QUOTE) answer in their documented formats (as the
@@ -200,6 +200,8 @@ class MarketApis:
 
     def _yahoo_chart(self, request: Request, symbols: list[str]) -> dict:
         symbol = symbols[0]
+        if "period1" not in request.query:  # `range=1d`: the day's quote (asked when spark is refused)
+            return self._yahoo_chart_quote(symbol)
         first, end = utc_day(request.query["period1"]), utc_day(request.query["period2"])
         days = self._days("yahoo", symbol, weekdays(first, end - DAY))
         closes = [d.close for d in days]
@@ -221,22 +223,32 @@ class MarketApis:
         return {"chart": {"result": [result], "error": None}}
 
     def _yahoo_spark(self, request: Request, symbols: list[str]) -> dict:
-        results = []
-        for symbol in symbols:
-            for tick in self._ticks("yahoo", symbol):
-                stamp = epoch(tick.time)
-                meta = {"currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS",
-                        "instrumentType": "EQUITY", "regularMarketTime": stamp, "gmtoffset": -18000,
-                        "timezone": "EST", "exchangeTimezoneName": "America/New_York",
-                        "regularMarketPrice": tick.price, "regularMarketDayHigh": tick.high,
-                        "regularMarketDayLow": tick.low, "regularMarketVolume": tick.volume,
-                        "longName": f"{symbol} Long Name", "shortName": symbol,
-                        "chartPreviousClose": tick.previous_close, "previousClose": tick.previous_close,
-                        "dataGranularity": "1d", "range": "1d"}
-                chart: Any = {"meta": meta, "timestamp": [stamp],
-                              "indicators": {"quote": [{"close": [tick.price], "open": [tick.open]}]}}
-                results.append({"symbol": symbol, "response": [7] if self._malformed("yahoo", symbol) else [chart]})
+        results = [{"symbol": symbol, "response": [7] if self._malformed("yahoo", symbol) else [chart]}
+                   for symbol in symbols for chart in self._yahoo_day_charts(symbol)]
         return {"spark": {"result": results, "error": None}}
+
+    def _yahoo_chart_quote(self, symbol: str) -> dict:
+        charts = self._yahoo_day_charts(symbol)
+        if self._malformed("yahoo", symbol):
+            charts = [{**chart, "meta": [7]} for chart in charts]
+        return {"chart": {"result": charts[-1:], "error": None}}
+
+    def _yahoo_day_charts(self, symbol: str) -> list[dict]:
+        """The day's chart of each of the symbol's ticks: `meta` with the quote, one point of arrays."""
+        charts = []
+        for tick in self._ticks("yahoo", symbol):
+            stamp = epoch(tick.time)
+            meta = {"currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS",
+                    "instrumentType": "EQUITY", "regularMarketTime": stamp, "gmtoffset": -18000,
+                    "timezone": "EST", "exchangeTimezoneName": "America/New_York",
+                    "regularMarketPrice": tick.price, "regularMarketDayHigh": tick.high,
+                    "regularMarketDayLow": tick.low, "regularMarketVolume": tick.volume,
+                    "longName": f"{symbol} Long Name", "shortName": symbol,
+                    "chartPreviousClose": tick.previous_close, "previousClose": tick.previous_close,
+                    "dataGranularity": "1d", "range": "1d"}
+            charts.append({"meta": meta, "timestamp": [stamp],
+                           "indicators": {"quote": [{"close": [tick.price], "open": [tick.open]}]}})
+        return charts
 
     # ---- Twelve Data ----
 
