@@ -9,10 +9,11 @@ from etl.errors import ConfigError
 from etl.models import Asset
 from etl.pipeline.provider_setup import make_provider
 from etl.providers.yahoo import EDGE_429S_BEFORE_DOWN
-from etl.utils.http_clients import BrowserClient
+from etl.utils.http_clients import BrowserClient, TransportError
 from support.db import row_count, rows, scalar
+from support.fake_api import Response
 from support.keyless_servers import COIN_PRICE, ECB_RATE, serve_coingecko_prices, serve_frankfurter
-from support.runner import run_etl
+from support.runner import UNREACHABLE, run_etl
 from support.yahoo_server import YahooServer, header, looks_like_a_browser
 
 START, END = date(2024, 3, 4), date(2024, 3, 8)
@@ -114,3 +115,20 @@ def test_with_yahoo_refusing_everything_forex_history_comes_from_frankfurter_and
     assert sorted(f["symbol"] for f in failures) == ["AAPL", "MSFT"]
     assert all(f["error"].startswith("yahoo: refuses this client") for f in failures)
     assert len(refusing_yahoo.chart_requests()) <= EDGE_429S_BEFORE_DOWN + 2  # threads already sending finish
+
+
+def transport_error(url: str) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        BrowserClient().get(url, params=None, headers={}, cookies=None, timeout=5)
+    return caught.value
+
+
+def test_a_connection_reset_after_connecting_says_nothing_about_whether_the_browser_client_can_reach_the_host(
+        fake_api):
+    fake_api.route("/v8/finance/chart/AAPL", Response(reset=True))
+    error = transport_error(f"{fake_api.base_url}/v8/finance/chart/AAPL")
+    assert error.kind == "connect" and error.cause is None, error
+
+
+def test_a_refused_connection_is_the_browser_clients_connect_failure():
+    assert transport_error(f"{UNREACHABLE}/v8/finance/chart/AAPL").cause in ("connection refused", "no connection")

@@ -25,6 +25,10 @@ from etl import __version__
 
 USER_AGENT = f"financial-tracker-etl/{__version__} (+https://github.com/financial-tracker/financial-tracker-etl)"
 DEFAULT_IMPERSONATE = "chrome"  # curl_cffi's newest Chrome target of the installed version
+# curl's codes for a connection that could not be made (CURLE_COULDNT_CONNECT, CURLE_QUIC_CONNECT_ERROR).
+# Its other connection errors come after connecting (an empty reply, a reset, a send or receive error):
+# the host is there, so they say nothing about whether the provider can be reached.
+CURL_COULDNT_CONNECT = frozenset({7, 96})
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,13 @@ def requests_connect_failure(exc: BaseException) -> str | None:
     if isinstance(reason, ConnectTimeoutError) or isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect timed out"
     return None
+
+
+def curl_connect_failure(exc: BaseException) -> str | None:
+    """Why curl could not connect, in a few words; None when it connected and then lost the answer."""
+    if getattr(exc, "code", None) not in CURL_COULDNT_CONNECT:
+        return None
+    return "connection refused" if "refused" in str(exc).lower() else "no connection"
 
 
 class HttpClient(Protocol):
@@ -126,8 +137,7 @@ class BrowserClient:
         except errors.DNSError as exc:
             raise TransportError("connect", type(exc).__name__, "DNS lookup failed") from exc
         except errors.ConnectionError as exc:
-            cause = "connection refused" if "refused" in str(exc).lower() else "no connection"
-            raise TransportError("connect", type(exc).__name__, cause) from exc
+            raise TransportError("connect", type(exc).__name__, curl_connect_failure(exc)) from exc
         except (errors.SSLError, errors.ProxyError) as exc:
             raise TransportError("connect", type(exc).__name__) from exc
         except errors.RequestException as exc:
