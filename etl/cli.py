@@ -16,10 +16,12 @@ from etl.errors import EXIT_CODE_MEANINGS, EXIT_FAILED, EXIT_USAGE, EtlError, In
 from etl.models import Asset, parse_asset_list
 from etl.registry import Job
 from etl.runs import RunResult
-from etl.utils.log_utils import redact, setup_logging
+from etl.utils.log_utils import one_line, redact, setup_logging
 
 log = logging.getLogger(__name__)
 
+
+SUMMARY_LIMIT = 200  # characters of an error's one line on stderr (after the job's name)
 
 COMMAND_EXIT_MEANINGS = {
     0: "done",
@@ -150,15 +152,19 @@ def guarded(job: str, body: Callable[[], int | RunResult], *, debug: bool = Fals
     except EtlError as exc:
         return _failure(job, exc.exit_code, str(exc), exc if debug else None)
     except psycopg2.Error as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _failure(job, EXIT_FAILED, f"database error: {first_line} — the run's uncommitted writes were "
-                                          "rolled back; check the database and run again", exc if debug else None)
+        return _failure(job, EXIT_FAILED, f"database error: {one_line(exc, 120)} — the run's uncommitted writes "
+                                          "were rolled back; check the database and run again", exc if debug else None)
     except Exception as exc:  # the last line of defence: one line, not a traceback
         return _failure(job, EXIT_FAILED, f"unexpected {type(exc).__name__}: {exc} — rerun with LOG_LEVEL=DEBUG "
                                           "for the traceback and report it", exc if debug else None)
 
 
 def _failure(job: str, exit_code: int, message: str, exc: BaseException | None = None) -> RunResult:
+    """One line of at most SUMMARY_LIMIT characters; a longer message is cut, and logged whole at DEBUG."""
     if exc is not None:
         log.debug("traceback", exc_info=exc)
-    return RunResult(job, exit_code, redact(message), status="failed", failed_to_run=True)
+    line = one_line(message, limit=None)
+    if len(line) > SUMMARY_LIMIT:
+        log.debug("%s: %s", job, line)
+        line = one_line(line, SUMMARY_LIMIT)
+    return RunResult(job, exit_code, line, status="failed", failed_to_run=True)

@@ -75,6 +75,8 @@ class Settings:
     http_backoff: float = 0.5
     worker_group: str = "financial-tracker-etl"
     worker_partitions: int = 6
+    db_timeout: float = 15.0           # seconds any database wait may go without a sign of life
+    stale_run_seconds: int = 300       # a running run whose heartbeat is older has stopped answering
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> "Settings":
@@ -156,6 +158,9 @@ class Settings:
             http_backoff=_seconds("ETL_HTTP_BACKOFF", get("ETL_HTTP_BACKOFF"), 0.5),
             worker_group=get("ETL_WORKER_GROUP") or "financial-tracker-etl",
             worker_partitions=_int("ETL_WORKER_PARTITIONS", get("ETL_WORKER_PARTITIONS"), 6, minimum=1, maximum=1000),
+            db_timeout=float(_int("ETL_DB_TIMEOUT", get("ETL_DB_TIMEOUT"), 15, minimum=2, maximum=3600)),
+            stale_run_seconds=_int("ETL_STALE_RUN_SECONDS", get("ETL_STALE_RUN_SECONDS"), 300, minimum=3,
+                                   maximum=86400),
         )
 
     def provider_chain(self, asset_type: str) -> tuple[str, ...]:

@@ -23,7 +23,8 @@ LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k"
 # As a condition of the UPDATE that marks abandoned runs: true only for runs whose lock is free
 # (held until that transaction ends, so the run cannot come back to life meanwhile).
-RUN_LOCK_IS_FREE = "pg_try_advisory_xact_lock(hashtextextended(%(schema)s || ':run:' || run_id, 0))"
+RUN_KEY_SQL = "%(schema)s || ':run:' || run_id"  # `run_key` in SQL, for a row of etl_job_runs
+RUN_LOCK_IS_FREE = f"pg_try_advisory_xact_lock(hashtextextended({RUN_KEY_SQL}, 0))"
 
 
 def work_key(schema: str, job: str, item: str) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
@@ -23,13 +24,16 @@ from etl import registry, run_locks, stopping
 from etl.config import Settings
 from etl.errors import (EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EtlError, Interrupted, LockHeldError,
                         StoppedPartwayError)
+from etl.heartbeat import Heartbeat, end_stale_runs
 from etl.registry import Job
 from etl.utils import kafka_utils
 from etl.utils.db_utils import connect, migrate
-from etl.utils.log_utils import redact
+from etl.utils.db_deadline import DatabaseUnresponsive
+from etl.utils.log_utils import one_line, redact
 
 log = logging.getLogger(__name__)
 
+_JSON_DUMPS = partial(json.dumps, default=str)
 ABANDONED = "abandoned: the process ended without finishing (killed or crashed)"
 
 
@@ -234,13 +238,14 @@ def job_run(job: Job | str, settings: Settings, params: dict, *, dry_run: bool =
             return
         _, left_pending = kafka_utils.flush_outbox(conn, settings)
         broker_failed = bool(settings.kafka_bootstrap_servers) and left_pending > 0
+        end_stale_runs(conn, settings, spec.name)
         run = _start_run(conn, spec, settings, params, _BATCH.get())
         try:
-            with stopping.cancelling(conn.cancel):
+            with stopping.cancelling(conn.cancel), Heartbeat(settings, run.run_id, connect):
                 yield run
             stopping.check()
             if run.every_asset_held:
-                raise LockHeldError(f"{spec.name}: another run holds the lock of every asset it was asked for "
+                raise LockHeldError(f"another run holds the lock of every asset it was asked for "
                                     f"({len(run.skipped)}); nothing done (normal when runs overlap)")
             _record_end(conn, run, run.status, None, run.symbols_ok, run.rows_upserted, run.failures,
                         spec.completion_topic)
@@ -312,8 +317,9 @@ def _start_run(conn, spec: Job, settings: Settings, params: dict, batch: Batch |
                     "rows_upserted": rows, "symbols": symbols, "failed": failures, "params": run_params,
                     "skipped": [], **of_batch, "error": ABANDONED})
         cur.execute("""
-            INSERT INTO etl_job_runs (job, params, status, batch_id, batch_chunk) VALUES (%s, %s, 'running', %s, %s)
-            RETURNING run_id, started_at""", (job, Json(params, dumps=_json_dumps),
+            INSERT INTO etl_job_runs (job, params, status, batch_id, batch_chunk, heartbeat_at)
+            VALUES (%s, %s, 'running', %s, %s, now())
+            RETURNING run_id, started_at""", (job, Json(params, dumps=_JSON_DUMPS),
                                               batch.batch_id if batch else None, batch.chunk if batch else None))
         run_id, started_at = cur.fetchone()
         run_locks.lock(cur, run_locks.run_key(settings.db_schema, run_id))  # before the row is visible
@@ -326,35 +332,40 @@ def _fail_run(conn, run: JobRun, exc: BaseException, topic: str, *,
     """Record the end of a run whose body raised; return the error to raise when it had committed data.
 
     Without a checkpoint nothing is loaded: the run is failed with zero counts and no event. After one,
-    the run is partial and its event says what was committed; if the run's own connection is what
-    failed, a fresh one records it (and if none can, the row stays running with its progress, which
-    the next run announces as abandoned).
+    the run is partial and its event says what was committed (see `_record_anyhow`).
     """
-    error = redact(str(exc) or type(exc).__name__)
+    error = one_line(exc, limit=None)
     if run.committed is None:
-        try:
-            _record_end(conn, run, "failed", error, [], 0, run.failures)
-        except psycopg2.Error:
-            log.warning("%s: could not record the failure of run %s (the database went away)", run.job, run.run_id)
+        _record_anyhow(conn, run, exc, "failed", error, [], 0, run.failures)
         return None
     symbols, rows = run.committed
     failures = run.unloaded(error)
-    try:
-        _record_end(conn, run, "partial", error, symbols, rows, failures, topic)
-        if not broker_failed:
-            _flush_quietly(conn, run.settings)
-    except psycopg2.Error:
-        try:
-            with closing(connect(run.settings)) as fresh:
-                _record_end(fresh, run, "partial", error, symbols, rows, failures, topic)
-                if not broker_failed:
-                    _flush_quietly(fresh, run.settings)
-        except (psycopg2.Error, EtlError):
-            log.warning("%s: could not record the end of run %s (the database went away); the next run "
-                        "announces what it committed", run.job, run.run_id)
+    _record_anyhow(conn, run, exc, "partial", error, symbols, rows, failures, topic, flush=not broker_failed)
     total = len(dict.fromkeys([*symbols, *(failure["symbol"] for failure in failures)]))
-    return StoppedPartwayError(f"stopped after {len(symbols)} of {total} assets: {error} — the {len(symbols)} "
+    reason = one_line(error.split(" — ")[0], 120)  # what failed; the full text is in the run's row
+    return StoppedPartwayError(f"stopped after {len(symbols)} of {total} assets: {reason} — the {len(symbols)} "
                                "are loaded; run again for the rest")
+
+
+def _record_anyhow(conn, run: JobRun, exc: BaseException, status: str, error: str, symbols: list[str], rows: int,
+                   failures: list[dict], topic: str | None = None, *, flush: bool = False) -> None:
+    """Record the end of a failed run on its connection or, if that is what failed, on a fresh one (not when
+    the server stopped answering: that would only wait again). If neither can, the row stays running with
+    its progress, which the next run announces as abandoned."""
+    unreachable = isinstance(exc, DatabaseUnresponsive) and not exc.server_reachable
+    for attempt in [lambda: conn] + ([] if unreachable else [lambda: connect(run.settings)]):
+        try:
+            target = attempt()
+            try:
+                _record_end(target, run, status, error, symbols, rows, failures, topic)
+                return _flush_quietly(target, run.settings) if flush else None
+            finally:
+                if target is not conn:
+                    target.close()
+        except (psycopg2.Error, EtlError):
+            log.debug("could not record the end of run %s on this connection", run.run_id, exc_info=True)
+    log.warning("%s: could not record the end of run %s (the database went away); the next run "
+                "announces what it committed", run.job, run.run_id)
 
 
 def _record_end(conn, run: JobRun, status: str, error: str | None, symbols: list[str], rows: int,
@@ -386,7 +397,3 @@ def _flush_quietly(conn, settings: Settings) -> None:
         kafka_utils.flush_outbox(conn, settings)
     except Exception:  # the run already failed: its own error is the one to report
         log.warning("could not flush the outbox after the failed run; its event waits in etl_outbox", exc_info=True)
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -35,10 +35,16 @@ def request(exit_code: int) -> None:
         cancellers = list(_cancellers)
     _wake.set()
     for cancel in cancellers:
-        try:
-            cancel()
-        except Exception:  # a connection already gone has nothing to cancel
-            log.debug("cancelling a statement failed", exc_info=True)
+        # In a thread of its own: a cancel request to a server that stopped answering would wait for
+        # ever, and this may run in a signal handler.
+        threading.Thread(target=_cancel_quietly, args=(cancel,), name="cancel", daemon=True).start()
+
+
+def _cancel_quietly(cancel: Callable[[], None]) -> None:
+    try:
+        cancel()
+    except Exception:  # a connection already gone has nothing to cancel
+        log.debug("cancelling a statement failed", exc_info=True)
 
 
 def requested() -> int | None:

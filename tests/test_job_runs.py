@@ -145,7 +145,8 @@ def test_second_concurrent_run_exits_75_and_writes_nothing(etl_env, db):
         wait_until_running(db)
         second = run_sample(etl_env, "--price", "999")
         assert second.returncode == 75, second.stderr
-        assert "another run holds the lock" in second.stderr
+        [line] = [line for line in second.stderr.splitlines() if "another run holds the lock" in line]
+        assert line.count("sample_job") == 1, line
         assert row_count(db, "etl_job_runs") == 1
         assert row_count(db, "market_data") == 0
     finally:
@@ -239,4 +240,26 @@ def test_a_connection_lost_mid_run_reports_the_real_cause_in_one_line(etl_env, d
     assert job.returncode == 1
     assert "Traceback" not in stderr
     assert "server closed the connection" in stderr and "connection already closed" not in stderr, stderr
-    assert scalar(db, "SELECT status FROM etl_job_runs WHERE run_id = %s", (run_id,)) == "running"
+    status, error = rows(db, "SELECT status, error FROM etl_job_runs WHERE run_id = %s", (run_id,))[0]
+    assert status == "failed" and "server closed the connection" in error  # recorded on a fresh connection
+
+
+def test_a_run_that_stopped_answering_is_taken_over_once_its_heartbeat_is_stale(etl_env, db):
+    env = {**etl_env, "ETL_STALE_RUN_SECONDS": "3"}
+    stuck = start_sample(env, "--sleep", "60")
+    try:
+        run_id = wait_until_running(db)
+        time.sleep(1.5)
+        assert scalar(db, "SELECT heartbeat_at > started_at + interval '0.4 s' FROM etl_job_runs "
+                          "WHERE run_id = %s", (run_id,))
+        os.kill(stuck.pid, signal.SIGSTOP)  # alive, its session and lock too, but no longer answering
+        assert run_sample(env).returncode == 75  # its heartbeat is still fresh
+        time.sleep(3.5)
+        result = run_sample(env)
+        assert result.returncode == 0, result.stderr
+        assert f"run {run_id} stopped answering" in result.stderr
+        status, error = rows(db, "SELECT status, error FROM etl_job_runs WHERE run_id = %s", (run_id,))[0]
+        assert status == "failed" and error.startswith("abandoned")
+    finally:
+        stuck.kill()
+        stuck.wait()

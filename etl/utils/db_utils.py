@@ -25,7 +25,8 @@ from psycopg2 import sql
 
 from etl.config import Settings
 from etl.errors import EtlError
-from etl.utils.log_utils import redact
+from etl.utils.db_deadline import GuardedConnection
+from etl.utils.log_utils import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +40,34 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensi
     """Open a connection to the configured (or embedded) database with search_path = DB_SCHEMA.
 
     The session time zone is UTC, so `current_date` in SQL is the same day the
-    jobs call today, whatever the server's TimeZone setting.
+    jobs call today, whatever the server's TimeZone setting. Connecting gives up
+    after ETL_DB_TIMEOUT (at most CONNECT_TIMEOUT_SECONDS), and every later wait
+    for the server is bounded too (etl/utils/db_deadline.py).
     """
-    options = f"-c search_path={settings.db_schema}"
+    timeout = max(2, min(CONNECT_TIMEOUT_SECONDS, int(settings.db_timeout)))
+    params = _connect_params(settings, timeout)
     try:
-        if settings.database_url:
-            conn = psycopg2.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                    options=options, application_name="financial-tracker-etl")
-        elif settings.db_host:
-            conn = psycopg2.connect(host=settings.db_host, port=settings.db_port, dbname=settings.db_name,
-                                    user=settings.db_user, password=settings.db_password,
-                                    connect_timeout=CONNECT_TIMEOUT_SECONDS, options=options,
-                                    application_name="financial-tracker-etl")
-        else:
-            conn = psycopg2.connect(embedded_database_url(settings), connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                    options=options, application_name="financial-tracker-etl")
+        conn = psycopg2.connect(**params, connection_factory=GuardedConnection)
     except psycopg2.OperationalError as exc:
-        reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        raise EtlError(f"database: cannot connect to {describe_target(settings)}: {reason} — check "
+        raise EtlError(f"database: cannot connect to {describe_target(settings)}: {one_line(exc)} — check "
                        "DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD) and that PostgreSQL is running") from None
+    conn.guard(settings.db_timeout, lambda: psycopg2.connect(**params))
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")  # after startup: PGTZ would win over a startup option
     conn.commit()
     conn.autocommit = autocommit
     return conn
+
+
+def _connect_params(settings: Settings, timeout: int) -> dict:
+    """libpq parameters: where, who, and TCP keepalives so a vanished server is noticed by the kernel too."""
+    where = ({"dsn": settings.database_url} if settings.database_url else
+             {"host": settings.db_host, "port": settings.db_port, "dbname": settings.db_name,
+              "user": settings.db_user, "password": settings.db_password} if settings.db_host else
+             {"dsn": embedded_database_url(settings)})
+    return {**where, "connect_timeout": timeout, "options": f"-c search_path={settings.db_schema}",
+            "application_name": "financial-tracker-etl", "keepalives": 1, "keepalives_idle": timeout,
+            "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": timeout * 1000}
 
 
 @contextmanager

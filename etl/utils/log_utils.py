@@ -37,6 +37,14 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     return _KEY_PARAMETER.sub(lambda m: m.group("prefix") + REDACTED, text)
 
 
+def one_line(error: BaseException | str, limit: int | None = 200) -> str:
+    """An error as one line: the lines of a driver message joined, secrets removed, and — with `limit` —
+    cut to that many characters, ending in "…" (the full text goes to etl_job_runs.error and DEBUG)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = redact(text or (type(error).__name__ if isinstance(error, BaseException) else ""))
+    return text if limit is None or len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def register_secrets(secrets: Iterable[str]) -> None:
     for secret in secrets:
         if secret and secret not in _secrets:
