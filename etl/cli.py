@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable, Mapping
 
 import psycopg2
@@ -56,17 +56,50 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+    def parse(text: str) -> int:
+        digits = text.strip().removeprefix("-")
+        if not digits.isdigit() or len(digits) > 30 or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low:,} to {high:,}")
+        return int(text)
+    return parse
+
+
+positive_int = whole_number(1, 2**31 - 1)  # a Kafka int32 at most
+
+
+def seconds(high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds from 0 to `high`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= high:  # NaN fails both comparisons
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to {high:g}")
+        return value
+    return parse
+
+
+FIRST_DAY = date(1900, 1, 1)  # the oldest day any command takes: older is a typo, and breaks date arithmetic
 
 
 def iso_date(text: str) -> date:
+    """An argparse type: an ISO date from 1900-01-01 through tomorrow (UTC)."""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date like 2024-01-31") from None
+    last = latest_day()
+    if not FIRST_DAY <= day <= last:
+        raise argparse.ArgumentTypeError(f"{text} is outside {FIRST_DAY} … {last} (tomorrow)")
+    return day
+
+
+def latest_day() -> date:
+    """Tomorrow in UTC: the newest day a date argument may name (anywhere on Earth it may be today)."""
+    return datetime.now(timezone.utc).date() + timedelta(days=1)
 
 
 def asset_list(text: str) -> list[Asset]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -285,9 +285,13 @@ def _date(variable: str, value: str | None) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"{variable} must be an ISO date like 2020-01-31, got {value!r}") from None
+    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)
+    if not date(1900, 1, 1) <= day <= tomorrow:
+        raise ConfigError(f"{variable} must be from 1900-01-01 through tomorrow ({tomorrow}), got {value}")
+    return day
 
 
 def _bootstrap_servers(value: str | None) -> tuple[str, ...]:

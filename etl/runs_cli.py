@@ -10,7 +10,7 @@ import argparse
 import sys
 import uuid
 
-from etl.cli import CommandParser, parse_or_exit, positive_int, run_cli
+from etl.cli import CommandParser, parse_or_exit, positive_int, run_cli, whole_number
 from etl.error_lines import run_error_line, short_error
 from etl.batches import batch_progress
 from etl.errors import EtlError, UsageError
@@ -31,7 +31,8 @@ RECENT_RUNS = """
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="etl runs", description=__doc__,
                            examples=("etl runs", "etl runs --job fetch_market_data --limit 5", "etl runs --failures 42"))
-    parser.add_argument("--limit", type=positive_int, default=20, help="how many runs (default 20)")
+    parser.add_argument("--limit", type=whole_number(1, 100_000), default=20,
+                        help="how many runs, at most 100,000 (default 20)")
     parser.add_argument("--job", choices=list(JOBS), help="only this job")
     parser.add_argument("--failures", type=positive_int, metavar="RUN_ID",
                         help="list every failed asset of this run with its error")

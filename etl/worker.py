@@ -31,7 +31,7 @@ import threading
 import time
 
 from etl import registry, stopping
-from etl.cli import CommandParser, guarded, parse_or_exit, positive_int, run_cli, usage_error
+from etl.cli import CommandParser, guarded, parse_or_exit, positive_int, run_cli, seconds, usage_error
 from etl.config import Settings
 from etl.errors import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_TERMINATED, EXIT_USAGE,
                         ConfigError)
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-poll-interval-ms", type=positive_int, default=WorkerOptions.max_poll_interval_ms,
                         help="the longest a job may run before the group gives its partitions away "
                              "(default %(default)s, one hour)")
-    parser.add_argument("--stop-grace", type=float, default=WorkerOptions.stop_grace, metavar="SECONDS",
+    parser.add_argument("--stop-grace", type=seconds(3600), default=WorkerOptions.stop_grace, metavar="SECONDS",
                         help="on SIGTERM, how long the current job may go on before it is asked to stop "
                              "(default %(default)s)")
     parser.add_argument("--retry-delays", type=_delays, default=WorkerOptions.retry_delays, metavar="SECONDS,…",

@@ -352,8 +352,8 @@ def test_a_dry_run_writes_nothing(market, capsys):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--months", "0"], "argument --months: '0' is not a whole number of at least 1"),
-    (["--per-month", "-1"], "argument --per-month: '-1' is not a whole number of at least 0"),
+    (["--months", "0"], "argument --months: '0' is not a whole number from 1 to 1,200"),
+    (["--per-month", "-1"], "argument --per-month: '-1' is not a whole number from 0 to 1,000"),
     (["--account-id", "12345"], "argument --account-id: '12345' is not a UUID"),
     (["--symbols", "NOPE:STOCK"], "unknown symbol NOPE:STOCK"),
     (["--symbols", "EUR/USD:FOREX"], "EUR/USD:FOREX cannot be traded"),

@@ -47,7 +47,7 @@ if __package__ in (None, ""):  # run by path: python etl/jobs/generate_mock_tran
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from etl import assets as asset_sql  # noqa: E402
-from etl.cli import asset_list, job_main, job_parser  # noqa: E402
+from etl.cli import asset_list, job_main, job_parser, whole_number  # noqa: E402
 from etl.config import Settings  # noqa: E402
 from etl.errors import LockHeldError, UsageError  # noqa: E402
 from etl.holdings import apply_transactions  # noqa: E402
@@ -65,6 +65,12 @@ log = logging.getLogger(__name__)
 
 JOB = JOBS["generate_mock_transactions"]
 TRADABLE_TYPES = ("STOCK", "ETF", "CRYPTO")
+# Bounds of the arguments: past them a run is a typo, not a plan. Every account is named in the run's
+# event, and 10,000 ids keep it well under Kafka's default 1 MB message limit.
+MAX_ACCOUNTS = 10_000
+MAX_MONTHS = 1_200   # a hundred years
+MAX_PER_MONTH = 1_000
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 @dataclass(frozen=True)
@@ -82,20 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--symbols", type=asset_list, action="append", metavar="A:TYPE,B:TYPE",
                         help="assets to trade, of type STOCK, ETF or CRYPTO, e.g. AAPL:STOCK,BTC:CRYPTO "
                              "(default: the active STOCK, ETF and CRYPTO assets)")
-    parser.add_argument("--accounts", type=_whole_number(0), metavar="N",
-                        help="create N new accounts (default 1 when no --account-id is given)")
+    parser.add_argument("--accounts", type=whole_number(0, MAX_ACCOUNTS), metavar="N",
+                        help=f"create N new accounts, at most {MAX_ACCOUNTS:,} (default 1 when no --account-id "
+                             "is given; 0 only with --account-id)")
     parser.add_argument("--account-id", type=uuid_list, action="append", default=[], metavar="UUID[,UUID…]",
                         help="add transactions to these accounts, existing or new (repeatable)")
-    parser.add_argument("--months", type=_whole_number(1), default=12, metavar="M",
-                        help="months of history, ending with this month (default 12)")
-    parser.add_argument("--per-month", type=_whole_number(0), default=20, metavar="K",
-                        help="transactions per account and month (default 20)")
+    parser.add_argument("--months", type=whole_number(1, MAX_MONTHS), default=12, metavar="M",
+                        help=f"months of history, ending with this month, at most {MAX_MONTHS:,} (default 12)")
+    parser.add_argument("--per-month", type=whole_number(0, MAX_PER_MONTH), default=20, metavar="K",
+                        help=f"transactions per account and month, at most {MAX_PER_MONTH:,} (default 20)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="random seed: the same seed gives the same rows (default: a random one, logged)")
     parser.add_argument("--currency", type=_currency, default="USD", metavar="CODE",
                         help="currency of the cash accounts (default USD)")
     parser.add_argument("--start-balance", type=_amount, default=Decimal("1000.00"), metavar="AMOUNT",
-                        help="opening cash deposit of each account, at most 2 decimals (default 1000.00)")
+                        help="opening cash deposit of each account, under 10^12 with at most 2 decimals "
+                             "(default 1000.00)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--cash-only", action="store_true", help="deposits and withdrawals only")
     only.add_argument("--stocks-only", action="store_true",
@@ -112,6 +120,9 @@ def run(options, settings: Settings) -> RunResult:
     args.account_id = [a for group in args.account_id for a in group]
     if args.accounts is None and not args.account_id:
         args.accounts = 1
+    if args.accounts == 0 and not args.account_id:
+        raise UsageError("--accounts 0 creates no account, so there is nothing to do — give at least 1, or "
+                         "--account-id UUID to add history to existing accounts")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**32)
     params = {
@@ -243,18 +254,6 @@ def _months_back(today: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _whole_number(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least {minimum}")
-        return value
-    return parse
-
-
 def _currency(text: str) -> str:
     code = text.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", code):
@@ -267,8 +266,8 @@ def _amount(text: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         value = None
-    if value is None or not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of at least 0 with at most 2 decimals")
+    if value is None or not value.is_finite() or not 0 <= value < MAX_AMOUNT or value.as_tuple().exponent < -2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount from 0 to under 10^12 with at most 2 decimals")
     return value
 
 

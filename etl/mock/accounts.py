@@ -45,10 +45,9 @@ def refuse_taken_ids(cur, fresh: list[UUID], seed: int) -> None:
     cur.execute(_TAKEN_IDS, ([str(a) for a in fresh],))
     taken = [str(row[0]) for row in cur.fetchall()]
     if taken:
-        raise UsageError(f"--seed {seed}: the {len(fresh)} new account id(s) it generates already exist "
-                         f"({len(taken)} of them, e.g. {taken[0]}), so this seed has run on this database "
-                         "before — pass another --seed for new accounts, or --account-id UUID to add "
-                         "history to existing ones")
+        raise UsageError(f"--seed {seed} has run on this database before: {len(taken)} of the {len(fresh)} "
+                         "account ids it generates already exist — pass another --seed, or --account-id UUID "
+                         "to add to existing accounts")
 
 
 def store_accounts(cur, accounts: tuple[UUID, ...], currency: str) -> None:
