@@ -164,25 +164,130 @@ def signal_job(process: subprocess.Popen, signum: int) -> None:
     os.kill(process.pid, signum)
 
 
-def kill_at_random(argv: list[str], env: dict[str, str], *, kills: int, started, rng: random.Random,
-                   window: tuple[float, float] = (0.05, 1.5)) -> list[float]:
-    """Start the job `kills` times and SIGKILL it at a random moment after `started(process)` says it
-    has begun its work; return the moments chosen (seconds after that). A run that ends by itself
-    before its moment simply ends."""
-    moments = []
-    for _ in range(kills):
+# --- scenarios: each returns its figures, for the tests to assert and bench/faults.py to time ------
+
+BACKFILL_START, BACKFILL_END = "2024-01-01", "2024-03-29"
+HISTORY_JOB = "fetch_historical_market_data"
+# market_data as a clean run leaves it: every column but the fetch and write stamps.
+MARKET_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
+                  "change", "percent_change", "currency", "source")
+
+
+def backfill_argv(symbols: list[str]) -> list[str]:
+    return [HISTORY_JOB, "--symbols", ",".join(symbols), "--start", BACKFILL_START, "--end", BACKFILL_END]
+
+
+def market_rows(db, schema: str) -> list[tuple]:
+    columns = ", ".join(MARKET_COLUMNS)
+    with db.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM {schema}.market_data ORDER BY symbol, asset_type, date")
+        return cur.fetchall()
+
+
+def run_to_the_end(argv: list[str], env: dict[str, str], *, limit: float = 120) -> Ended:
+    """Run a job to its end; while a killed run's session still holds the lock (exit 75), run it again."""
+    deadline = time.monotonic() + limit
+    while True:
+        started = time.monotonic()
+        ended = wait_for_end(start_job(argv, env), started, max(1.0, deadline - started))
+        if ended.code != 75 or time.monotonic() > deadline:
+            return ended
+        time.sleep(0.2)
+
+
+def _running_run(db, schema: str) -> int | None:
+    with db.cursor() as cur:
+        cur.execute(f"SELECT run_id FROM {schema}.etl_job_runs WHERE status = 'running' ORDER BY run_id DESC")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _committed(db, schema: str, run_id: int) -> int:
+    with db.cursor() as cur:
+        cur.execute(f"SELECT symbols_ok FROM {schema}.etl_job_runs WHERE run_id = %s", (run_id,))
+        return cur.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class KilledBackfill:
+    kills: int                   # SIGKILLs delivered while the job was running
+    moments: list[float]         # seconds after its start each one was sent
+    final: Ended                 # the run after the kills
+    clean: Ended                 # the same backfill into an untouched schema
+    rows: int                    # rows of the clean run
+    differences: list[tuple]     # rows in one and not the other (both ways): none expected
+    unloaded_announced: list[str]  # assets an abandoned run's event named as committed but with no rows
+
+
+def killed_backfill(env: dict[str, str], clean_env: dict[str, str], db, symbols: list[str], *, kills: int,
+                    rng: random.Random, window: tuple[float, float] = (0.2, 3.0)) -> KilledBackfill:
+    """Kill a backfill with SIGKILL `kills` times at random moments, then let one run finish; compare its
+    market_data row for row with a clean run of the same backfill in `clean_env`'s schema. `db` is an
+    autocommit connection to the database of both schemas."""
+    argv = backfill_argv(symbols)
+    moments, delivered = [], 0
+    while delivered < kills:
         process = start_job(argv, env)
+        moment = rng.uniform(*window)
         try:
-            wait_for(lambda: started(process) or process.poll() is not None, 60, "the job to start")
-            moment = rng.uniform(*window)
+            process.wait(moment)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            delivered += 1
             moments.append(moment)
-            try:
-                process.wait(moment)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait(10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-    return moments
+        process.communicate()
+    final = run_to_the_end(argv, env)
+    clean = run_to_the_end(argv, clean_env)
+    mine, theirs = market_rows(db, env["DB_SCHEMA"]), market_rows(db, clean_env["DB_SCHEMA"])
+    differences = sorted(set(mine) ^ set(theirs))
+    return KilledBackfill(delivered, moments, final, clean, len(theirs), differences,
+                          _announced_but_unloaded(db, env["DB_SCHEMA"]))
+
+
+def _announced_but_unloaded(db, schema: str) -> list[str]:
+    """Symbols that an event of an abandoned run lists as committed but that have no row at all."""
+    with db.cursor() as cur:
+        cur.execute(f"""
+            SELECT DISTINCT s.symbol FROM {schema}.etl_outbox o,
+                   jsonb_array_elements_text(o.payload -> 'symbols') AS s(symbol)
+             WHERE o.payload ->> 'error' LIKE 'abandoned%%'
+               AND NOT EXISTS (SELECT 1 FROM {schema}.market_data m WHERE m.symbol = s.symbol)""")
+        return [row[0] for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class SignalledBackfill:
+    signal: str
+    ended: Ended                 # seconds counted from the signal
+    committed_before: int        # assets committed when the signal was sent
+    status: str                  # of the run's row
+    announced: list[str]         # the run's event: its committed assets
+    running_left: int            # runs still `running` afterwards (none expected)
+
+
+def signalled_backfill(env: dict[str, str], db, symbols: list[str], signum: int, *,
+                       second_after: float | None = None) -> SignalledBackfill:
+    """Start a backfill, send `signum` once it has committed an asset (and again `second_after` seconds
+    later, if given), and report how it ended."""
+    schema = env["DB_SCHEMA"]
+    process = start_job(backfill_argv(symbols), env)
+    run_id = wait_for(lambda: _running_run(db, schema) or process.poll() is not None, 60, "the run to start")
+    wait_for(lambda: _committed(db, schema, run_id) >= 1 or process.poll() is not None, 60, "a committed asset")
+    committed = _committed(db, schema, run_id)
+    signalled = time.monotonic()
+    signal_job(process, signum)
+    if second_after is not None:
+        time.sleep(second_after)
+        if process.poll() is None:
+            signal_job(process, signum)
+    ended = wait_for_end(process, signalled, 60)
+    with db.cursor() as cur:
+        cur.execute(f"SELECT status FROM {schema}.etl_job_runs WHERE run_id = %s", (run_id,))
+        status = cur.fetchone()[0]
+        cur.execute(f"SELECT payload -> 'symbols' FROM {schema}.etl_outbox WHERE (payload ->> 'run_id')::int = %s",
+                    (run_id,))
+        event = cur.fetchone()
+        cur.execute(f"SELECT count(*) FROM {schema}.etl_job_runs WHERE status = 'running'")
+        running = cur.fetchone()[0]
+    return SignalledBackfill(signal.Signals(signum).name, ended, committed, status, event[0] if event else [],
+                             running)
