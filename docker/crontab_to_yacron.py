@@ -5,7 +5,9 @@ checks; the container's scheduler is yacron, which runs each line in the
 foreground with the container's environment and logs to stdout. Comments and
 blank lines are skipped, `NAME=value` lines become the jobs' environment, and
 every schedule is in UTC. Overlaps are refused by yacron (concurrencyPolicy
-Forbid) as well as by the job lock.
+Forbid) as well as by the job lock. Lines run with `bash -c`, which execs a
+line's single command, so the job process yacron knows (and the scheduler
+signals on shutdown) is `etl-cron` itself, not a shell in front of it.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def job_name(command: str, taken: set[str]) -> str:
 
 def to_yacron(text: str) -> str:
     environment, entries = parse(text)
-    lines = ["defaults:", "  shell: /bin/sh", "  utc: true", "  concurrencyPolicy: Forbid",
+    lines = ["defaults:", "  shell: /bin/bash", "  utc: true", "  concurrencyPolicy: Forbid",
              "  captureStdout: true", "  captureStderr: true", "  saveLimit: 20"]
     if environment:
         lines.append("  environment:")

@@ -142,6 +142,35 @@ def wait_for_log(name: str, needles: list[str], timeout: float) -> str:
     raise AssertionError(f"the container log has not shown {needles} after {timeout} s:\n{logs[-3000:]}")
 
 
+def test_docker_stop_passes_sigterm_to_a_running_scheduled_job_which_stops_at_its_next_asset(
+        image, container_env, db, fake_api, tmp_path):
+    from support.faults import backfill_argv, wait_for
+    from support.yahoo_server import YahooServer
+
+    YahooServer(fake_api)
+    crontab = tmp_path / "crontab"
+    symbols = [f"D{i}:STOCK" for i in range(60)]
+    crontab.write_text("* * * * * etl-cron " + " ".join(backfill_argv(symbols)) + "\n")
+    crontab.chmod(0o644)
+    name = f"etl-scheduler-{uuid.uuid4().hex[:8]}"
+    env = {**container_env, "YAHOO_BASE_URL": fake_api.base_url, "PROVIDER_RATE_LIMITS": "yahoo=60"}
+    flags = [f"--env={k}={v}" for k, v in env.items()]
+    container.podman("run", "-d", "--name", name, "--pull=never", "--network=host", *flags,
+                     "-v", f"{crontab}:/etc/etl/crontab:ro", image, check=True)
+    try:
+        wait_for(lambda: row_count(db, "etl_job_runs", "status = 'running' AND symbols_ok >= 1"), 100,
+                 "the scheduled backfill to commit an asset", interval=0.5)
+        stopping = time.monotonic()
+        container.podman("stop", "-t", "20", name, check=True, timeout=40)
+        assert time.monotonic() - stopping < 10
+        logs = container.podman("logs", name)
+        assert "stopped by SIGTERM" in logs.stdout + logs.stderr, (logs.stdout + logs.stderr)[-3000:]
+        assert row_count(db, "etl_job_runs", "status = 'running'") == 0
+        assert row_count(db, "etl_job_runs", "status = 'partial'") == 1
+    finally:
+        container.podman("rm", "-f", name)
+
+
 # Last in this file: it removes the image the tests above share.
 def test_the_teardown_leaves_no_test_image_or_dangling_layer_only_the_local_base(built):
     keep = container.keep_images()
