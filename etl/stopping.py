@@ -104,15 +104,43 @@ def handling_signals() -> Iterator[None]:
 
 
 def install_handlers() -> None:
-    """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once."""
-    def handle(signum, frame) -> None:
-        code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
-        if _requested is not None:
-            os._exit(code)
-        log.warning("%s received: stopping after the current step (send it again to exit at once)",
-                    signal.Signals(signum).name)
-        request(code)
+    """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once.
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handle)
-        signal.signal(signal.SIGTERM, handle)
+    The signals are handled on a thread of their own, woken through `signal.set_wakeup_fd`:
+    Python runs a handler only between bytecodes of the main thread, so a main thread
+    blocked in a long database statement would hear neither signal until it returned.
+    Handled here, the first signal cancels that statement at once and the second exits.
+    """
+    global _installed
+    if threading.current_thread() is not threading.main_thread() or _installed:
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _noted)
+    threading.Thread(target=_watch_signals, args=(read_end,), name="signals", daemon=True).start()
+    _installed = True
+
+
+_installed = False
+
+
+def _noted(signum, frame) -> None:
+    """The Python-level handler: nothing to do, the C-level one woke `_watch_signals` already."""
+
+
+def _watch_signals(read_end: int) -> None:
+    while True:
+        for signum in os.read(read_end, 64):
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                _received(signum)
+
+
+def _received(signum: int) -> None:
+    code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+    if _requested is not None:
+        os._exit(code)
+    log.warning("%s received: stopping after the current step (send it again to exit at once)",
+                signal.Signals(signum).name)
+    request(code)

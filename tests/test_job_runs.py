@@ -263,3 +263,27 @@ def test_a_run_that_stopped_answering_is_taken_over_once_its_heartbeat_is_stale(
     finally:
         stuck.kill()
         stuck.wait()
+
+
+def test_a_signal_during_a_long_statement_cancels_it_at_once_and_a_second_one_exits_at_once(etl_env, db):
+    for signals, code in (((signal.SIGINT,), 130), ((signal.SIGTERM, signal.SIGTERM), 143)):
+        job = start_sample(etl_env, "--sql-sleep", "30")
+        wait_for_statement(db, "pg_sleep")
+        signalled = time.monotonic()
+        for signum in signals:
+            job.send_signal(signum)
+            time.sleep(0.3)
+        _, stderr = job.communicate(timeout=40)
+        assert job.returncode == code, stderr
+        assert time.monotonic() - signalled < 5, "the statement was not cancelled"
+        if len(signals) == 1:
+            assert rows(db, "SELECT status, error FROM etl_job_runs ORDER BY run_id DESC LIMIT 1") == [
+                ("failed", "interrupted by SIGINT (Ctrl-C)")]
+
+
+def wait_for_statement(db, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                     "AND pid <> pg_backend_pid()", (f"%{text}%",)) == 0:
+        assert time.monotonic() < deadline, f"no statement running {text}"
+        time.sleep(0.1)

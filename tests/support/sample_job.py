@@ -50,6 +50,8 @@ def build_parser():
     parser.add_argument("--raise-after-write", action="store_true", help="raise once the rows are written")
     parser.add_argument("--checkpoint", action="store_true", help="commit each asset's row (JobRun.checkpoint)")
     parser.add_argument("--raise-at", default="", metavar="SYM", help="raise on reaching this asset, before its row")
+    parser.add_argument("--sql-sleep", type=float, default=0.0, metavar="SECONDS",
+                        help="run one statement this long (pg_sleep) after writing, before finishing")
     parser.add_argument("--pause-each", type=float, default=0.0, metavar="SECONDS",
                         help="wait this long before each asset (a stop request ends the wait)")
     return parser
@@ -88,6 +90,9 @@ def run(args, settings) -> RunResult:
         for asset in assets:
             if asset.symbol in failing and asset.spec not in run.skipped:
                 run.failed(asset.spec, "sample failure as asked")
+        if args.sql_sleep:
+            with run.conn.cursor() as cur:
+                cur.execute("SELECT pg_sleep(%s)", (args.sql_sleep,))
         if args.sleep:
             log.info("%s: sleeping %.1f s with the lock held", JOB.name, args.sleep)
             time.sleep(args.sleep)
