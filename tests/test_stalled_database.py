@@ -7,17 +7,15 @@ client-side deadline (ETL_DB_TIMEOUT) can end the wait.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from support.db import rows, scalar
-from support.faults import StallingProxy, start_job, wait_for, wait_for_end
+from support.db import rows
+from support.faults import StallingProxy, backfill_argv, stalled_run
 from support.yahoo_server import YahooServer
 
 DB_TIMEOUT = 2  # seconds: ETL_DB_TIMEOUT for these tests
 BOUND = 8 * DB_TIMEOUT  # what the tests allow for a stall to end the job (documented: about 3 × ETL_DB_TIMEOUT)
-SYMBOLS = ",".join(f"S{i}:STOCK" for i in range(12))
+SYMBOLS = [f"S{i}:STOCK" for i in range(12)]
 
 
 @pytest.fixture
@@ -36,61 +34,39 @@ def slow_yahoo(fake_api, etl_env):
     return fake_api
 
 
-def committed_assets(db) -> int:
-    return scalar(db, "SELECT coalesce(max(symbols_ok), 0) FROM etl_job_runs WHERE status = 'running'") or 0
-
-
-def one_line_ending(ended, prefix: str) -> str:
+def assert_one_line(ended, prefix: str) -> None:
     assert "Traceback" not in ended.stderr, ended.stderr
     last = ended.error_lines[-1]
     assert last.startswith(prefix) and len(last) <= 200, last
-    return last
 
 
 def test_a_backfill_whose_database_stalls_after_some_commits_ends_within_the_bound_with_exit_3(
         proxied, slow_yahoo, db, etl_env):
     proxy, through_proxy = proxied
-    job = start_job(["fetch_historical_market_data", "--symbols", SYMBOLS, "--start", "2024-01-01",
-                     "--end", "2024-03-29"], {**etl_env, **through_proxy})
-    wait_for(lambda: committed_assets(db) >= 2 or job.poll() is not None, 60, "two committed assets")
-    proxy.stall()
-    stalled_at = time.monotonic()
-    ended = wait_for_end(job, stalled_at, BOUND)
-    assert ended.code == 3, (ended.seconds, ended.stderr[-2000:])
-    line = one_line_ending(ended, "fetch_historical_market_data: stopped after ")
-    assert "database" in line and "ETL_DB_TIMEOUT" in line
+    outcome = stalled_run(backfill_argv(SYMBOLS), {**etl_env, **through_proxy}, etl_env, proxy, db,
+                          commits_first=2, limit=BOUND)
+    assert outcome.ended.code == 3, (outcome.ended.seconds, outcome.ended.stderr[-2000:])
+    assert_one_line(outcome.ended, "fetch_historical_market_data: stopped after ")
+    assert "database stopped answering" in outcome.line and "ETL_DB_TIMEOUT" in outcome.line
 
 
 def test_a_run_whose_database_stalls_before_any_commit_ends_within_the_bound_with_exit_1_and_one_line(
         proxied, db, etl_env):
     proxy, through_proxy = proxied
-    job = start_job(["generate_mock_transactions", "--accounts", "2", "--months", "3", "--seed", "7"],
-                    {**etl_env, **through_proxy})
-    wait_for(lambda: proxy.connections >= 1, 30, "the job to connect")
-    proxy.stall()
-    stalled_at = time.monotonic()
-    ended = wait_for_end(job, stalled_at, BOUND)
-    assert ended.code == 1, (ended.seconds, ended.stderr[-2000:])
-    line = one_line_ending(ended, "generate_mock_transactions: ")
-    assert "database" in line
+    outcome = stalled_run(["generate_mock_transactions", "--accounts", "2", "--months", "3", "--seed", "7"],
+                          {**etl_env, **through_proxy}, etl_env, proxy, db, commits_first=0, limit=BOUND)
+    assert outcome.ended.code == 1, (outcome.ended.seconds, outcome.ended.stderr[-2000:])
+    assert_one_line(outcome.ended, "generate_mock_transactions: database stopped answering")
 
 
 def test_the_run_after_a_stall_takes_over_the_lock_the_stalled_session_still_holds(proxied, slow_yahoo, db,
                                                                                    etl_env):
     proxy, through_proxy = proxied
-    job = start_job(["fetch_historical_market_data", "--symbols", SYMBOLS, "--start", "2024-01-01",
-                     "--end", "2024-03-29"], {**etl_env, **through_proxy})
-    wait_for(lambda: committed_assets(db) >= 1 or job.poll() is not None, 60, "a committed asset")
-    proxy.stall()
-    ended = wait_for_end(job, time.monotonic(), BOUND)
-    assert ended.code in (1, 3), ended.stderr[-2000:]
-    stalled_run = scalar(db, "SELECT run_id FROM etl_job_runs WHERE status = 'running'")
-    assert stalled_run is not None  # its session, behind the stalled proxy, still holds the job's lock
-    time.sleep(3.5)  # ETL_STALE_RUN_SECONDS: its heartbeat is now stale
-    direct = {**etl_env, "ETL_DB_TIMEOUT": str(DB_TIMEOUT), "ETL_STALE_RUN_SECONDS": "3"}
-    again = wait_for_end(start_job(["fetch_historical_market_data", "--symbols", SYMBOLS, "--start", "2024-01-01",
-                                    "--end", "2024-03-29"], direct), time.monotonic(), 90)
-    assert again.code == 0, again.stderr[-2000:]
-    assert "stopped answering" in again.stderr
-    status, error = rows(db, "SELECT status, error FROM etl_job_runs WHERE run_id = %s", (stalled_run,))[0]
-    assert status == "failed" and error.startswith("abandoned")
+    stale = {"ETL_DB_TIMEOUT": str(DB_TIMEOUT), "ETL_STALE_RUN_SECONDS": "3"}
+    outcome = stalled_run(backfill_argv(SYMBOLS), {**etl_env, **through_proxy}, {**etl_env, **stale}, proxy, db,
+                          commits_first=1, limit=BOUND, wait_stale=3.5)
+    assert outcome.ended.code in (1, 3), outcome.ended.stderr[-2000:]
+    assert outcome.next_run.code == 0, outcome.next_run.stderr[-2000:]
+    assert "stopped answering (no heartbeat for" in outcome.next_run.stderr
+    assert outcome.left_running == 0
+    assert rows(db, "SELECT status, left(error, 9) FROM etl_job_runs ORDER BY run_id")[0] == ("failed", "abandoned")

@@ -49,7 +49,8 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensi
     try:
         conn = psycopg2.connect(**params, connection_factory=GuardedConnection)
     except psycopg2.OperationalError as exc:
-        raise EtlError(f"database: cannot connect to {describe_target(settings)}: {one_line(exc)} — check "
+        reason = one_line((str(exc).strip().splitlines() or [""])[0] or exc, 100)  # libpq's hint lines are generic
+        raise EtlError(f"database: cannot connect to {describe_target(settings)}: {reason} — check "
                        "DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD) and that PostgreSQL is running") from None
     conn.guard(settings.db_timeout, lambda: psycopg2.connect(**params))
     with conn.cursor() as cur:

@@ -291,3 +291,39 @@ def signalled_backfill(env: dict[str, str], db, symbols: list[str], signum: int,
         running = cur.fetchone()[0]
     return SignalledBackfill(signal.Signals(signum).name, ended, committed, status, event[0] if event else [],
                              running)
+
+
+@dataclass(frozen=True)
+class StalledRun:
+    ended: Ended                 # the stalled job; seconds counted from the stall
+    committed_before: int        # assets it had committed when the database stalled
+    line: str                    # its last line on stderr
+    next_run: Ended | None       # the run after it, straight to the database (when asked for)
+    left_running: int            # runs still `running` after the next run (none expected)
+
+
+def stalled_run(argv: list[str], env: dict[str, str], direct_env: dict[str, str], proxy: StallingProxy, db, *,
+                commits_first: int, limit: float, wait_stale: float | None = None) -> StalledRun:
+    """Run `argv` through `proxy` (`env`), stall the proxy once the run has committed `commits_first` assets
+    (or, with 0, once the job has connected), and wait up to `limit` seconds for the job to end. With
+    `wait_stale` seconds, then run the job again straight to the database (`direct_env`)."""
+    schema = env["DB_SCHEMA"]
+    process = start_job(argv, env)
+    if commits_first:
+        run_id = wait_for(lambda: _running_run(db, schema) or process.poll() is not None, 60, "the run to start")
+        wait_for(lambda: _committed(db, schema, run_id) >= commits_first or process.poll() is not None, 60,
+                 "committed assets")
+    else:
+        wait_for(lambda: proxy.connections >= 1, 30, "the job to connect")
+    committed = _committed(db, schema, run_id) if commits_first else 0
+    proxy.stall()
+    ended = wait_for_end(process, time.monotonic(), limit)
+    lines = ended.error_lines
+    next_run = None
+    if wait_stale is not None:
+        time.sleep(wait_stale)
+        next_run = run_to_the_end(argv, direct_env)
+    with db.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {schema}.etl_job_runs WHERE status = 'running'")
+        left = cur.fetchone()[0]
+    return StalledRun(ended, committed, lines[-1] if lines else "", next_run, left)
