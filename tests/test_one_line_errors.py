@@ -16,12 +16,13 @@ from support.runner import PYTHON, REPO
 SAMPLE_JOB = str(REPO / "tests" / "support" / "sample_job.py")
 
 
-def lock_holder(db, schema: str, job: str) -> int | None:
-    """The backend holding `job`'s advisory lock in `schema`."""
+def run_backend(db, schema: str) -> int | None:
+    """The backend holding the lock of the running run in `schema` (etl/run_locks.py)."""
     return scalar(db, """
-        SELECT pid FROM pg_locks
-         WHERE locktype = 'advisory' AND granted AND objsubid = 1
-           AND ((classid::bigint << 32) | objid::bigint) = hashtext(%s)::bigint""", (f"{schema}:{job}",))
+        SELECT l.pid FROM pg_locks l, etl_job_runs r
+         WHERE r.status = 'running' AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s || ':run:' || r.run_id, 0)""",
+                  (schema,))
 
 
 def test_a_driver_error_mid_run_is_one_line_and_the_run_row_keeps_all_of_it(etl_env, db, schema):
@@ -30,7 +31,7 @@ def test_a_driver_error_mid_run_is_one_line_and_the_run_row_keeps_all_of_it(etl_
                            stderr=subprocess.PIPE, text=True)
     wait_for(lambda: scalar(db, "SELECT coalesce(max(symbols_ok), 0) FROM etl_job_runs") >= 1, 30,
              "a committed asset")
-    pid = wait_for(lambda: lock_holder(db, schema, "sample_job"), 10, "the job's lock")
+    pid = wait_for(lambda: run_backend(db, schema), 10, "the run's lock")
     scalar(db, "SELECT pg_terminate_backend(%s)", (pid,))
     ended = wait_for_end(job, time.monotonic(), 30)
     assert ended.code == 3, ended.stderr
