@@ -89,41 +89,48 @@ def handling_signals() -> Iterator[None]:
     """While inside, SIGINT and SIGTERM ask the job to stop (exit 130 / 143) and a second signal exits at
     once; on the way out the earlier handlers come back and the request is forgotten, so a job run
     in-process (a test, a program embedding the ETL) leaves no trace for the next one."""
+    global _active
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     reset()
     earlier = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    install_handlers()
+    earlier_fd = install_handlers()
     try:
         yield
     finally:
+        _active = False
+        signal.set_wakeup_fd(earlier_fd)
         for sig, handler in earlier.items():
             signal.signal(sig, handler)
         reset()
 
 
-def install_handlers() -> None:
-    """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once.
+def install_handlers() -> int:
+    """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once. Returns the
+    wakeup fd set before (see `signal.set_wakeup_fd`).
 
     The signals are handled on a thread of their own, woken through `signal.set_wakeup_fd`:
     Python runs a handler only between bytecodes of the main thread, so a main thread
     blocked in a long database statement would hear neither signal until it returned.
-    Handled here, the first signal cancels that statement at once and the second exits.
+    Handled there, the first signal cancels that statement at once and the second exits.
     """
-    global _installed
-    if threading.current_thread() is not threading.main_thread() or _installed:
-        return
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    global _active, _wakeup
+    if threading.current_thread() is not threading.main_thread():
+        return -1
+    if _wakeup is None:
+        read_end, _wakeup = os.pipe()
+        os.set_blocking(_wakeup, False)
+        threading.Thread(target=_watch_signals, args=(read_end,), name="signals", daemon=True).start()
+    earlier_fd = signal.set_wakeup_fd(_wakeup, warn_on_full_buffer=False)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _noted)
-    threading.Thread(target=_watch_signals, args=(read_end,), name="signals", daemon=True).start()
-    _installed = True
+    _active = True
+    return earlier_fd
 
 
-_installed = False
+_wakeup: int | None = None  # the write end of the watcher's pipe, once it runs
+_active = False             # whether the watcher acts on what it reads (only while handlers are installed)
 
 
 def _noted(signum, frame) -> None:
@@ -133,7 +140,7 @@ def _noted(signum, frame) -> None:
 def _watch_signals(read_end: int) -> None:
     while True:
         for signum in os.read(read_end, 64):
-            if signum in (signal.SIGINT, signal.SIGTERM):
+            if _active and signum in (signal.SIGINT, signal.SIGTERM):
                 _received(signum)
 
 
