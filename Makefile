@@ -36,6 +36,7 @@ test-quick: venv
 bench: venv
 	$(PY) bench/load.py
 	$(PY) bench/backfill.py
+	$(PY) bench/backfill.py --unthrottled
 	$(PY) bench/transactions.py
 	$(PY) bench/rebase.py
 	$(PY) bench/faults.py

@@ -21,7 +21,16 @@ own politeness. The floor still counts the server's full 20 a second. Uses its o
 DATABASE_URL, else 127.0.0.1:5432), dropped at the end. The last line is the
 headline ratio.
 
-    python bench/backfill.py [--symbols 500] [--years 5] [--sample 20]
+With --unthrottled the backfill is CPU-bound instead: the server neither limits
+nor waits, its answers are built before the clock starts (a real API's work is
+not done on the client's machine), the job is given the highest
+PROVIDER_RATE_LIMITS (a limit that never binds) and fetches the last 5 years
+through yesterday, and its time is set against a plain COPY of the rows it
+stored into an identical table (last line: job ÷ COPY; target ≤ 2.5 with peak
+memory under 300 MB).
+
+    python bench/backfill.py [--symbols 500] [--years 5] [--sample 20] [--client-rate N]
+    python bench/backfill.py --unthrottled [--symbols 500] [--years 5]
 """
 
 from __future__ import annotations
@@ -47,14 +56,21 @@ from benchdb import REPO, throwaway_database
 LATENCY = 0.050
 RATE = 20
 CLIENT_RATE_PER_MINUTE = RATE * 60 * 95 // 100  # 5 % under the server's limit, as a user would set it
+UNLIMITED_RATE = 1_000_000  # the highest PROVIDER_RATE_LIMITS accepts: a limit that never binds
 END = date(2024, 12, 31)
 
 
 # ---- the server (child process) ----
 
-def serve(port_value, requests_value, throttled_value, ready) -> None:
+def serve(port_value, requests_value, throttled_value, ready, limited: bool = True,
+          prebuilt: tuple[list[str], int, int] | None = None) -> None:
+    """Answer chart requests; `limited`: RATE a second and LATENCY per answer, else neither.
+    `prebuilt` (symbols, period1, period2): those answers are built before `ready`, so building
+    them costs the timed run nothing (a real API's work is not on the client's machine)."""
     recent: deque[float] = deque()
     lock = threading.Lock()
+    bodies = {} if prebuilt is None else {(symbol, prebuilt[1], prebuilt[2]): chart(symbol, *prebuilt[1:])
+                                          for symbol in prebuilt[0]}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -64,13 +80,14 @@ def serve(port_value, requests_value, throttled_value, ready) -> None:
                 now = time.monotonic()
                 while recent and now - recent[0] >= 1.0:
                     recent.popleft()
-                allowed = len(recent) < RATE
+                allowed = not limited or len(recent) < RATE
                 if allowed:
                     recent.append(now)
                     requests_value.value += 1
                 else:
                     throttled_value.value += 1
-            time.sleep(LATENCY)
+            if limited:
+                time.sleep(LATENCY)
             if not allowed:
                 body = b'{"finance":{"result":null,"error":{"code":"Too Many Requests"}}}'
                 self._send(429, body, {"Retry-After": "1"})
@@ -78,7 +95,8 @@ def serve(port_value, requests_value, throttled_value, ready) -> None:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             symbol = unquote(parts.path.rsplit("/", 1)[1])
-            self._send(200, chart(symbol, int(query["period1"]), int(query["period2"])))
+            key = (symbol, int(query["period1"]), int(query["period2"]))
+            self._send(200, bodies.get(key) or chart(*key))
 
         def _send(self, status, body, headers=None):
             self.send_response(status)
@@ -119,12 +137,16 @@ def chart(symbol: str, period1: int, period2: int) -> bytes:
     return json.dumps({"chart": {"result": [result], "error": None}}).encode()
 
 
-# ---- the database ----
-
 # ---- measurements ----
 
+def weekdays(start: date, end: date) -> int:
+    """The bars the server answers for `start`..`end`: one per weekday."""
+    return sum(1 for i in range((end - start).days + 1) if (start + timedelta(days=i)).weekday() < 5)
+
+
 def run_job(argv: list[str], env: dict[str, str]) -> tuple[int, float, float]:
-    """Run the job in a child process: its exit code, wall seconds and peak memory (MB)."""
+    """Run the job in a child process: its exit code, wall seconds and peak memory (MB); its CPU seconds
+    (user + system) in `last_cpu_seconds`."""
     with tempfile.TemporaryFile() as output:
         started = time.monotonic()
         child = subprocess.Popen([sys.executable, "-m", "etl", "fetch_historical_market_data", *argv],
@@ -135,7 +157,12 @@ def run_job(argv: list[str], env: dict[str, str]) -> tuple[int, float, float]:
         if code != 0:
             output.seek(0)
             sys.stderr.write(output.read().decode(errors="replace")[-4000:])
+    global last_cpu_seconds
+    last_cpu_seconds = usage.ru_utime + usage.ru_stime
     return code, seconds, usage.ru_maxrss / 1024
+
+
+last_cpu_seconds = 0.0
 
 
 def copy_floor(url: str) -> tuple[int, float]:
@@ -183,6 +210,28 @@ def serial_baseline(url: str, base_url: str, symbols: list[str], start: date) ->
     return time.monotonic() - started
 
 
+def start_server(**options) -> tuple[multiprocessing.Process, str, object, object]:
+    """The chart server in a child process: (process, base URL, requests served, answered 429)."""
+    port, requests_made, throttled = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0), \
+        multiprocessing.Value("i", 0)
+    ready = multiprocessing.Event()
+    server = multiprocessing.Process(target=serve, args=(port, requests_made, throttled, ready), kwargs=options,
+                                     daemon=True)
+    server.start()
+    if not ready.wait(120):
+        raise SystemExit("bench: the chart server did not start within 120 s")
+    return server, f"http://127.0.0.1:{port.value}", requests_made, throttled
+
+
+def job_env(url: str, base_url: str, rate: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS", "MARKET_DATA_PROVIDERS", "DB_HOST")}
+    env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url,
+                "LOG_LEVEL": "WARNING", "ETL_HTTP_BACKOFF": "0.2",
+                "PROVIDER_RATE_LIMITS": f"yahoo={rate}", "PYTHONPATH": str(REPO)})
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=500)
@@ -191,31 +240,59 @@ def main() -> int:
     parser.add_argument("--client-rate", type=int, default=CLIENT_RATE_PER_MINUTE,
                         help="the job's PROVIDER_RATE_LIMITS for yahoo, requests a minute "
                              f"(default {CLIENT_RATE_PER_MINUTE}; {RATE * 60} = exactly the server's limit)")
+    parser.add_argument("--unthrottled", action="store_true",
+                        help="CPU-bound instead: a server with no limit and no latency, the job against a plain "
+                             "COPY of the same rows (last line: job time ÷ COPY time)")
     args = parser.parse_args()
+    return unthrottled(args) if args.unthrottled else throttled(args)
 
-    port, requests_made, throttled = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0), \
-        multiprocessing.Value("i", 0)
-    ready = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port, requests_made, throttled, ready), daemon=True)
-    server.start()
-    ready.wait(10)
-    base_url = f"http://127.0.0.1:{port.value}"
+
+def unthrottled(args) -> int:
+    """The backfill of the last `args.years` years through yesterday against a server that never limits
+    nor waits, side by side with a plain COPY of the rows it stored."""
+    from etl.providers.yahoo import chart_window
+
+    today = datetime.now(timezone.utc).date()
+    end = today - timedelta(days=1)
+    start = end.replace(year=end.year - args.years) + timedelta(days=1)
+    symbols = [f"S{i:03d}" for i in range(args.symbols)]
+    server, base_url, requests_made, _ = start_server(
+        limited=False, prebuilt=(symbols, *chart_window(start, end, today)))
+    argv = ["--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", end.isoformat()]
+    try:
+        with throwaway_database("bench_backfill") as url:
+            env = job_env(url, base_url, UNLIMITED_RATE)
+            subprocess.run([sys.executable, "-m", "etl", "migrate"], env=env, cwd=REPO, check=True,
+                           stdout=subprocess.DEVNULL)
+            code, job_seconds, job_mb = run_job(argv, env)
+            stored, copy_seconds = copy_floor(url)
+    finally:
+        server.terminate()
+    ratio = job_seconds / copy_seconds
+    expected = len(symbols) * weekdays(start, end)
+    print(f"symbols {len(symbols)} × {args.years} years ({start}..{end}), server unthrottled: {stored} rows "
+          f"stored of {expected} expected (lost {expected - stored}), {requests_made.value} requests; "
+          f"exit code {code}")
+    print(f"backfill job: {job_seconds:.2f} s ({stored / job_seconds:,.0f} rows/s), {last_cpu_seconds:.1f} s of "
+          f"CPU in its process, peak memory (maxrss) {job_mb:.0f} MB")
+    print(f"plain COPY of the same rows into an identical table: {copy_seconds:.2f} s")
+    print(f"backfill / COPY = {ratio:.2f}")
+    return 0 if code == 0 else 1
+
+
+def throttled(args) -> int:
+    server, base_url, requests_made, answered_429 = start_server()
 
     start = END.replace(year=END.year - args.years) + timedelta(days=1)
     symbols = [f"S{i:03d}" for i in range(args.symbols)]
     argv = ["--symbols", ",".join(symbols), "--start", start.isoformat(), "--end", END.isoformat()]
     try:
         with throwaway_database("bench_backfill") as url:
-            env = {k: v for k, v in os.environ.items()
-                   if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STOCK_PROVIDERS", "MARKET_DATA_PROVIDERS", "DB_HOST")}
-            env.update({"DATABASE_URL": url, "DB_SCHEMA": "bench", "YAHOO_BASE_URL": base_url,
-                        "LOG_LEVEL": "WARNING", "ETL_HTTP_BACKOFF": "0.2",
-                        "PROVIDER_RATE_LIMITS": f"yahoo={args.client_rate}", "PYTHONPATH": str(REPO)})
+            env = job_env(url, base_url, args.client_rate)
             code, backfill_seconds, backfill_mb = run_job(argv, env)
-            backfill_requests, backfill_429 = requests_made.value, throttled.value
+            backfill_requests, backfill_429 = requests_made.value, answered_429.value
             stored, copy_seconds = copy_floor(url)
-            expected = sum(1 for i in range((END - start).days + 1) if (start + timedelta(days=i)).weekday() < 5)
-            expected *= len(symbols)
+            expected = len(symbols) * weekdays(start, END)
             requests_made.value = 0
             rerun_code, rerun_seconds, rerun_mb = run_job(argv, env)
             rerun_requests = requests_made.value

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+TRY_LOCKS = ("SELECT pg_try_advisory_lock(hashtextextended(k.key, 0)) "
+             "FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n")
 LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k"
 # As a condition of the UPDATE that marks abandoned runs: true only for runs whose lock is free
@@ -36,9 +37,12 @@ def run_key(schema: str, run_id: int) -> str:
     return f"{schema}:run:{run_id}"
 
 
-def try_lock(cur, key: str) -> bool:
-    cur.execute(TRY_LOCK, (key,))
-    return cur.fetchone()[0]
+def try_locks(cur, keys: list[str]) -> list[bool]:
+    """Take the lock of each of `keys` that no other session holds, in one statement: whether each was taken."""
+    if not keys:
+        return []
+    cur.execute(TRY_LOCKS, (keys,))
+    return [got for got, in cur.fetchall()]
 
 
 def lock(cur, key: str) -> None:

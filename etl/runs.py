@@ -99,12 +99,16 @@ class JobRun:
         """Lock `item` (an asset's spec, or another unit of the job's work) as its work starts; False when
         another run holds it. Release it with `release_after_commit` once its work is written. A dry run
         takes no lock."""
+        return self.take_all([item])[0]
+
+    def take_all(self, items: list[str]) -> list[bool]:
+        """`take` of each of `items` in one statement: whether each is now this run's, in order."""
         if self.run_id is None:
-            self.taken += 1
-            return True
+            self.taken += len(items)
+            return [True] * len(items)
         with self.conn.cursor() as cur:
-            got = run_locks.try_lock(cur, self._key(item))
-        self.taken += got
+            got = run_locks.try_locks(cur, [self._key(item) for item in items])
+        self.taken += sum(got)
         return got
 
     def release_after_commit(self, item: str) -> None:
@@ -133,10 +137,14 @@ class JobRun:
         Should the run fail later, `job_run` finishes it as partial and announces
         this much; should the process be killed, the next run of the job announces
         it from the row: committed data is never left unannounced.
+
+        The commit does not wait for the WAL flush (synchronous_commit off): a server crash may lose the last
+        checkpoints, data, ledger and progress alike (refetched next run); the run's last commit waits as always.
         """
         if self.run_id is not None:
             with self.conn.cursor() as cur:
                 cur.execute("""
+                    SET LOCAL synchronous_commit TO off;
                     UPDATE etl_job_runs
                        SET rows_upserted = %s, symbols_ok = %s, symbols = %s, symbols_failed = %s, failures = %s
                      WHERE run_id = %s""",

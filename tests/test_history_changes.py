@@ -86,6 +86,18 @@ def test_a_day_refetched_with_a_new_close_fixes_the_day_after_it(yahoo, db):
     assert stored[date(2024, 2, 15)][3:] == expected_move(stored[date(2024, 2, 14)], stored[date(2024, 2, 15)])
 
 
+def test_the_moves_a_first_backfill_writes_are_those_the_statement_computes_from_what_is_stored(yahoo, db):
+    yahoo.splits["SPLT"] = [(SPLIT_DAY, 2, 1)]
+    yahoo.dividends["DIVD"] = [(date(2024, 2, 20), Decimal("1.25"))]
+    assert backfill("AAPL:STOCK", "SPLT:STOCK", "DIVD:STOCK", "BTC:CRYPTO") == 0
+    written = rows(db, "SELECT symbol, date, change, percent_change, xmin::text FROM market_data ORDER BY 1, 2")
+    assert sum(1 for row in written if row[2] is not None) > 200
+    for symbol, asset_type in (("AAPL", "STOCK"), ("SPLT", "STOCK"), ("DIVD", "STOCK"), ("BTC", "CRYPTO")):
+        assert fill(db, symbol, asset_type, START, END, today=END + timedelta(days=1)) == 0, symbol
+    assert rows(db, "SELECT symbol, date, change, percent_change, xmin::text FROM market_data ORDER BY 1, 2") \
+        == written
+
+
 # --- the statement itself, on rows written directly ------------------------------------------
 
 def write_rows(db, symbol: str, asset_type: str, days: list[tuple]) -> None:

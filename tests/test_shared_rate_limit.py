@@ -99,3 +99,34 @@ def test_four_processes_sharing_a_limit_stay_within_it_in_every_window(fake_api,
         bound = 1 + RATE_PER_SECOND * window + TOLERANCE  # the bucket's size (1) + rate × w, and the tolerance
         assert most_in_a_window(arrivals, window) <= bound, (window, sorted(arrivals))
     assert max(arrivals) - min(arrivals) >= 31 / RATE_PER_SECOND - 0.1
+
+
+def test_a_limit_that_hardly_binds_reserves_its_turns_a_block_at_a_time_and_keeps_the_rate(db, database_url, schema):
+    from etl.utils.fetch_utils import RateLimiter
+
+    class Counted(RateBucket):
+        statements: list[int] = []
+
+        def _reserve(self, units: int) -> float | None:
+            self.statements.append(units)
+            return super()._reserve(units)
+
+    def counted(per_minute: float) -> Counted:
+        conn = psycopg2.connect(database_url, options=f"-c search_path={schema}")
+        conn.autocommit = True
+        shared = Counted(lambda: conn, threading.Lock(), "testapi", per_minute)
+        shared.statements = []
+        return shared
+
+    per_minute = 600_000                          # 10,000 a second: a 0.1 ms interval
+    fast = counted(per_minute)
+    limiter = RateLimiter(per_minute, fast)
+    started = time.monotonic()
+    for _ in range(1200):
+        limiter.wait()
+    seconds = time.monotonic() - started
+    assert fast.statements == [500, 500, 500]     # 50 ms of turns per statement, not one statement a request
+    assert seconds >= 1199 * 60 / per_minute       # and never faster than the limit
+    slow = counted(600)
+    slow.reserve(), slow.reserve()
+    assert slow.statements == [1, 1]               # a limit that binds reserves each request

@@ -46,55 +46,90 @@ class Answered:
 
 @dataclass
 class Loaded:
-    rows: int = 0
+    rows: int = 0                                          # rows written (for a batch: of every asset)
     bars: list[Bar] = field(default_factory=list)         # as traded, as upserted
     new_actions: list[CorporateAction] = field(default_factory=list)
     rebased: bool = False
     rebased_rows: int = 0                                  # stored rows whose adj_close was multiplied
+    had_rows: bool = True                                  # the asset had rows stored before this load
+    filled_rows: int = 0                                   # its rows whose adj_close was computed here
 
 
 def load_asset(cur, asset: Asset, answers: Sequence[Answered], *, fetched_at: datetime, today: date) -> Loaded:
     """Steps 1–4 of the module docstring for `asset`; returns what was written and learned."""
-    known = known_actions(cur, asset)
-    known_keys = {(a.date, a.kind) for a in known}
-    splits = _unique(split_list(known) + [a for answer in answers for a in split_list(answer.actions)])
-    loaded = Loaded()
-    fresh: dict[date, Decimal] = {}
-    reported: list[CorporateAction] = []
-    for answer in answers:
-        cls = provider_class(answer.provider)
-        bars = as_traded_bars(answer.bars, cls.price_basis, splits)
-        loaded.bars += bars
-        if cls.gives_adj_close:
-            fresh.update((bar.date, bar.adj_close) for bar in bars if bar.adj_close is not None)
-        reported += as_traded_actions(answer.actions, cls.price_basis, splits)
-    loaded.new_actions = sorted((a for a in _unique(reported) if (a.date, a.kind) not in known_keys),
-                                key=lambda a: (a.date, a.kind))
-    first_stored, reference = stored_reference(cur, asset, fresh)
+    return load_assets(cur, [(asset, answers)], fetched_at=fetched_at, today=today)[asset]
 
-    loaded.rows = store.upsert_bars(cur, loaded.bars, fetched_at)
-    insert_actions(cur, loaded.new_actions)
-    closes = previous_closes(cur, asset)
-    new_factors = factors_of(loaded.new_actions, closes)
-    if reference is not None:
-        day, stored_value = reference
-        expected = stored_value
-        for ex_date, factor in new_factors:
-            if ex_date > day:
-                expected *= factor
-        drift = fresh[day] / expected
-        if abs(drift - ONE) > DISAGREEMENT:
-            log.warning("%s: the refetched adjusted close of %s (%s) differs from the stored one (%s) by more "
-                        "than %s %% with no new corporate action known; older adjusted closes are rebased by the "
-                        "same factor", asset.spec, day, fresh[day], expected, DISAGREEMENT * 100)
-            new_factors.append((day, drift))
-    if new_factors:
-        loaded.rebased_rows = rebase(cur, asset, new_factors, exclude=fresh)
-        loaded.rebased = first_stored is not None and first_stored < max(day for day, _ in new_factors)
-    fill_adj_close(cur, asset, factors_of(known + loaded.new_actions, closes))
-    if any(answer.checked_actions for answer in answers):
-        mark_checked(cur, asset, today)
-    return loaded
+
+def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetched_at: datetime,
+                today: date) -> dict[Asset, Loaded]:
+    """Steps 1–4 for several assets in one transaction, each step one statement for all of them (a
+    rebase, which is rare, one per asset). Each Loaded's `rows` is the rows written for all of them."""
+    assets = [asset for asset, _ in items]
+    known_by = known_actions_of(cur, assets)
+    firsts = first_stored(cur, assets)
+    result: dict[Asset, Loaded] = {}
+    fresh_by: dict[Asset, dict[date, Decimal]] = {}
+    references: dict[Asset, tuple[date, Decimal] | None] = {}
+    for asset, answers in items:
+        key = (asset.symbol, asset.asset_type)
+        known = known_by.get(key, [])
+        known_keys = {(a.date, a.kind) for a in known}
+        splits = _unique(split_list(known) + [a for answer in answers for a in split_list(answer.actions)])
+        loaded = result[asset] = Loaded(had_rows=firsts.get(key) is not None)
+        fresh = fresh_by[asset] = {}
+        reported: list[CorporateAction] = []
+        for answer in answers:
+            cls = provider_class(answer.provider)
+            bars = as_traded_bars(answer.bars, cls.price_basis, splits)
+            loaded.bars += bars
+            if cls.gives_adj_close:
+                fresh.update((bar.date, bar.adj_close) for bar in bars if bar.adj_close is not None)
+            reported += as_traded_actions(answer.actions, cls.price_basis, splits)
+        loaded.new_actions = sorted((a for a in _unique(reported) if (a.date, a.kind) not in known_keys),
+                                    key=lambda a: (a.date, a.kind))
+        first = firsts.get(key)
+        older_stored = first is not None and fresh and first < min(fresh)
+        references[asset] = stored_reference(cur, asset, fresh) if older_stored else None
+
+    rows = store.upsert_bars(cur, [bar for loaded in result.values() for bar in loaded.bars], fetched_at)
+    insert_actions(cur, [action for loaded in result.values() for action in loaded.new_actions])
+    closes_by = previous_closes_of(cur, [asset for asset in assets if known_by.get((asset.symbol, asset.asset_type))
+                                         or result[asset].new_actions])
+    fill: dict[Asset, list[tuple[date, Decimal]]] = {}
+    for asset in assets:
+        loaded, key = result[asset], (asset.symbol, asset.asset_type)
+        loaded.rows = rows
+        known, closes = known_by.get(key, []), closes_by.get(key, {})
+        new_factors = factors_of(loaded.new_actions, closes)
+        if (reference := references[asset]) is not None:
+            new_factors += _drift(asset, reference, fresh_by[asset], new_factors)
+        if new_factors:
+            loaded.rebased_rows = rebase(cur, asset, new_factors, exclude=fresh_by[asset])
+            loaded.rebased = firsts.get(key) is not None and firsts[key] < max(day for day, _ in new_factors)
+        fill[asset] = factors_of(known + loaded.new_actions, closes)
+    by_key = {(asset.symbol, asset.asset_type): loaded for asset, loaded in result.items()}
+    for key, filled in fill_adj_closes(cur, fill).items():
+        by_key[key].filled_rows = filled
+    mark_checked(cur, [asset for asset, answers in items if any(answer.checked_actions for answer in answers)],
+                 today)
+    return result
+
+
+def _drift(asset: Asset, reference: tuple[date, Decimal], fresh: dict[date, Decimal],
+           new_factors: Sequence[tuple[date, Decimal]]) -> list[tuple[date, Decimal]]:
+    """A refetched adjusted close that disagrees with the stored one (on the day `reference`) by more than
+    DISAGREEMENT, after the new actions' factors: the factor to rebase the older ones by too."""
+    day, expected = reference
+    for ex_date, factor in new_factors:
+        if ex_date > day:
+            expected *= factor
+    drift = fresh[day] / expected
+    if abs(drift - ONE) <= DISAGREEMENT:
+        return []
+    log.warning("%s: the refetched adjusted close of %s (%s) differs from the stored one (%s) by more "
+                "than %s %% with no new corporate action known; older adjusted closes are rebased by the "
+                "same factor", asset.spec, day, fresh[day], expected, DISAGREEMENT * 100)
+    return [(day, drift)]
 
 
 def _unique(actions: Iterable[CorporateAction]) -> list[CorporateAction]:
@@ -105,12 +140,34 @@ def _unique(actions: Iterable[CorporateAction]) -> list[CorporateAction]:
     return list(unique.values())
 
 
-def known_actions(cur, asset: Asset) -> list[CorporateAction]:
+def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
+    return [a.symbol for a in assets], [a.asset_type for a in assets]
+
+
+def known_actions_of(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], list[CorporateAction]]:
+    """The stored actions of each of `assets` ((symbol, asset_type) → actions by date and kind)."""
+    if not assets:
+        return {}
     cur.execute("""
-        SELECT date, kind, source, ratio, amount, currency FROM corporate_actions
-         WHERE symbol = %s AND asset_type = %s ORDER BY date, kind""", (asset.symbol, asset.asset_type))
-    return [CorporateAction(asset.symbol, asset.asset_type, day, kind, source, ratio, amount, currency)
-            for day, kind, source, ratio, amount, currency in cur.fetchall()]
+        SELECT symbol, asset_type, date, kind, source, ratio, amount, currency FROM corporate_actions
+         WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+         ORDER BY symbol, asset_type, date, kind""", _keys(assets))
+    known: dict[tuple[str, str], list[CorporateAction]] = {}
+    for symbol, asset_type, day, kind, source, ratio, amount, currency in cur.fetchall():
+        known.setdefault((symbol, asset_type), []).append(
+            CorporateAction(symbol, asset_type, day, kind, source, ratio, amount, currency))
+    return known
+
+
+def first_stored(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], date]:
+    """The first stored day of each of `assets` that has one."""
+    if not assets:
+        return {}
+    cur.execute("""
+        SELECT w.symbol, w.asset_type,
+               (SELECT min(m.date) FROM market_data m WHERE m.symbol = w.symbol AND m.asset_type = w.asset_type)
+          FROM unnest(%s::text[], %s::text[]) AS w(symbol, asset_type)""", _keys(assets))
+    return {(symbol, asset_type): first for symbol, asset_type, first in cur.fetchall() if first is not None}
 
 
 def insert_actions(cur, actions: Sequence[CorporateAction]) -> None:
@@ -125,30 +182,34 @@ def insert_actions(cur, actions: Sequence[CorporateAction]) -> None:
                      [a.currency for a in actions], [a.source for a in actions]))
 
 
-def previous_closes(cur, asset: Asset) -> dict[date, Decimal]:
-    """The close as traded of the last stored day before each of the asset's dividend ex-dates."""
+def previous_closes_of(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], dict[date, Decimal]]:
+    """`previous_closes` of each of `assets`: (symbol, asset_type) → ex-date → close."""
+    if not assets:
+        return {}
     cur.execute("""
-        SELECT c.date, (SELECT m.price FROM market_data m
-                         WHERE m.symbol = c.symbol AND m.asset_type = c.asset_type AND m.date < c.date
-                         ORDER BY m.date DESC LIMIT 1)
+        SELECT c.symbol, c.asset_type, c.date,
+               (SELECT m.price FROM market_data m
+                 WHERE m.symbol = c.symbol AND m.asset_type = c.asset_type AND m.date < c.date
+                 ORDER BY m.date DESC LIMIT 1)
           FROM corporate_actions c
-         WHERE c.symbol = %s AND c.asset_type = %s AND c.kind = 'dividend'""", (asset.symbol, asset.asset_type))
-    return {day: close for day, close in cur.fetchall() if close is not None}
+         WHERE (c.symbol, c.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[])) AND c.kind = 'dividend'""",
+                _keys(assets))
+    closes: dict[tuple[str, str], dict[date, Decimal]] = {}
+    for symbol, asset_type, day, close in cur.fetchall():
+        if close is not None:
+            closes.setdefault((symbol, asset_type), {})[day] = close
+    return closes
 
 
-def stored_reference(cur, asset: Asset, fresh: dict[date, Decimal]) -> tuple[date | None, tuple[date, Decimal] | None]:
-    """The asset's first stored day, and — when stored rows older than the refetched adjusted closes
-    exist, so that a disagreement matters — the oldest refetched day with a stored adj_close and that value."""
+def stored_reference(cur, asset: Asset, fresh: dict[date, Decimal]) -> tuple[date, Decimal] | None:
+    """The oldest refetched day (of `fresh`) with a stored adj_close, and that value; asked only when the
+    asset has stored rows older than the refetched adjusted closes, so that a disagreement matters."""
     cur.execute("""
-        SELECT (SELECT min(date) FROM market_data WHERE symbol = %(symbol)s AND asset_type = %(type)s),
-               (SELECT ARRAY[date::text, adj_close::text] FROM market_data
-                 WHERE symbol = %(symbol)s AND asset_type = %(type)s AND date = ANY(%(fresh)s::date[])
-                   AND adj_close IS NOT NULL ORDER BY date LIMIT 1)""",
-                {"symbol": asset.symbol, "type": asset.asset_type, "fresh": list(fresh)})
-    first, reference = cur.fetchone()
-    if first is None or reference is None or not fresh or first >= min(fresh):
-        return first, None
-    return first, (date.fromisoformat(reference[0]), Decimal(reference[1]))
+        SELECT date, adj_close FROM market_data
+         WHERE symbol = %s AND asset_type = %s AND date = ANY(%s::date[]) AND adj_close IS NOT NULL
+         ORDER BY date LIMIT 1""", (asset.symbol, asset.asset_type, list(fresh)))
+    row = cur.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def rebase(cur, asset: Asset, factors: Sequence[tuple[date, Decimal]], *, exclude: Iterable[date] = ()) -> int:
@@ -167,17 +228,26 @@ def rebase(cur, asset: Asset, factors: Sequence[tuple[date, Decimal]], *, exclud
     return cur.rowcount
 
 
-def fill_adj_close(cur, asset: Asset, factors: Sequence[tuple[date, Decimal]]) -> int:
-    """Compute the adj_close of the asset's rows that have none: price times the factors after it."""
+def fill_adj_closes(cur, factors: dict[Asset, Sequence[tuple[date, Decimal]]]) -> dict[tuple[str, str], int]:
+    """`fill_adj_close` for several assets in one UPDATE: (symbol, asset_type) → rows filled, where any."""
+    ranges = [(asset, r) for asset, of_asset in factors.items() for r in segments(of_asset, complete=True)]
+    if not ranges:
+        return {}
     cur.execute("""
         UPDATE market_data m
            SET adj_close = CASE WHEN s.factor = 1 THEN m.price ELSE round(m.price * s.factor, 10) END,
                updated_at = now()
-          FROM unnest(%(froms)s::date[], %(untils)s::date[], %(factors)s::numeric[]) AS s(first, until, factor)
-         WHERE m.symbol = %(symbol)s AND m.asset_type = %(type)s
-           AND m.date >= s.first AND m.date < s.until AND m.adj_close IS NULL""",
-                _ranges(asset, segments(factors, complete=True)))
-    return cur.rowcount
+          FROM unnest(%s::text[], %s::text[], %s::date[], %s::date[], %s::numeric[])
+               AS s(symbol, asset_type, first, until, factor)
+         WHERE m.symbol = s.symbol AND m.asset_type = s.asset_type
+           AND m.date >= s.first AND m.date < s.until AND m.adj_close IS NULL
+        RETURNING m.symbol, m.asset_type""",
+                ([a.symbol for a, _ in ranges], [a.asset_type for a, _ in ranges], [r[0] for _, r in ranges],
+                 [r[1] for _, r in ranges], [r[2] for _, r in ranges]))
+    filled: dict[tuple[str, str], int] = {}
+    for key in cur.fetchall():
+        filled[key] = filled.get(key, 0) + 1
+    return filled
 
 
 def _ranges(asset: Asset, ranges: Sequence[tuple[date, date, Decimal]], **extra) -> dict:
@@ -185,9 +255,10 @@ def _ranges(asset: Asset, ranges: Sequence[tuple[date, date, Decimal]], **extra)
             "untils": [r[1] for r in ranges], "factors": [r[2] for r in ranges], **extra}
 
 
-def mark_checked(cur, asset: Asset, day: date) -> None:
-    """Record that the asset's corporate actions are known through `day`."""
-    cur.execute("""
-        UPDATE asset SET corporate_actions_checked = %s
-         WHERE symbol = %s AND asset_type = %s AND corporate_actions_checked IS DISTINCT FROM %s""",
-                (day, asset.symbol, asset.asset_type, day))
+def mark_checked(cur, assets: Sequence[Asset], day: date) -> None:
+    """Record that the corporate actions of `assets` are known through `day`."""
+    if assets:
+        cur.execute("""
+            UPDATE asset SET corporate_actions_checked = %s
+             WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+               AND corporate_actions_checked IS DISTINCT FROM %s""", (day, *_keys(assets), day))

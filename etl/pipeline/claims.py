@@ -1,10 +1,12 @@
 """Which planned assets a historical run works on when other runs of the job overlap it.
 
-An asset is locked as its work starts (`JobRun.take`); one held by another run
+An asset is locked as its work starts (`JobRun.take_all`: the assets about to be
+started, in one statement); one held by another run
 is tried once more after the others have been started (that run may have
 finished it by then) and otherwise skipped, listed under `skipped`. After the
 lock is taken the asset's plan is re-checked against what overlapping runs
-have fetched since this run planned (`store.fetched_meanwhile`), so no day is
+have fetched since this run planned (`store.fetched_meanwhile`, for those
+assets in one statement), so no day is
 requested twice: an asset another run just completed costs no request at all.
 Runs begin at different points of the list (by run id), so two runs started
 together over the same assets mostly take different ones instead of colliding.
@@ -13,8 +15,9 @@ together over the same assets mostly take different ones instead of colliding.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import replace
-from typing import Iterator, Sequence, TypeVar
+from typing import Sequence, TypeVar
 
 from etl.pipeline import store
 from etl.pipeline.plan import without
@@ -27,20 +30,34 @@ GOLDEN = 0.6180339887498949  # spreads consecutive run ids far apart around the 
 Plan = TypeVar("Plan")
 
 
-def claimed(run: JobRun, plans: Sequence) -> Iterator:
-    """Each plan whose asset this run could lock, re-checked; the assets held by other runs are skipped."""
-    held = []
-    for plan in rotated(plans, run.run_id):
-        if run.take(plan.asset.spec):
-            yield recheck(run, plan)
-        else:
-            held.append(plan)
-    for plan in held:
-        if run.take(plan.asset.spec):
-            yield recheck(run, plan)
-        else:
-            log.info("%s: another run is working on it; skipped", plan.asset.spec)
-            run.skip(plan.asset.symbol)
+class Claims:
+    """Draws the plans a run may start, `n` at a time: `draw(n)` locks the next ones and returns those it
+    could lock, re-checked; the assets held by other runs are tried once more when the rest are drawn,
+    then skipped. An empty list means nothing is left."""
+
+    def __init__(self, run: JobRun, plans: Sequence):
+        self.run = run
+        self.waiting = deque(rotated(plans, run.run_id))
+        self.held: list = []
+        self.retrying = False
+
+    def draw(self, n: int) -> list:
+        taken: list = []
+        while len(taken) < n:
+            if not self.waiting:
+                if self.retrying or not self.held:
+                    break
+                self.retrying, self.waiting, self.held = True, deque(self.held), []
+            chunk = [self.waiting.popleft() for _ in range(min(n - len(taken), len(self.waiting)))]
+            for plan, got in zip(chunk, self.run.take_all([plan.asset.spec for plan in chunk])):
+                if got:
+                    taken.append(plan)
+                elif self.retrying:
+                    log.info("%s: another run is working on it; skipped", plan.asset.spec)
+                    self.run.skip(plan.asset.symbol)
+                else:
+                    self.held.append(plan)
+        return recheck(self.run, taken)
 
 
 def rotated(items: Sequence[Plan], run_id: int | None) -> list[Plan]:
@@ -51,15 +68,18 @@ def rotated(items: Sequence[Plan], run_id: int | None) -> list[Plan]:
     return list(items[start:]) + list(items[:start])
 
 
-def recheck(run: JobRun, plan):
-    """`plan` less what runs overlapping this one have fetched of its asset since it was planned."""
-    if run.run_id is None or not plan.spans:
-        return plan
-    fetched = store.fetched_meanwhile(run.conn, plan.asset, run.run_id, run.started_at)
-    if not fetched:
-        return plan
-    spans = without(plan.spans, fetched)
-    if spans != plan.spans:
-        log.info("%s: another run fetched part of it meanwhile; asking only %s", plan.asset.spec,
-                 ", ".join(map(str, spans)) or "nothing")
-    return replace(plan, spans=spans)
+def recheck(run: JobRun, plans: Sequence) -> list:
+    """`plans` less what runs overlapping this one have fetched of their assets since they were planned."""
+    if run.run_id is None or not any(plan.spans for plan in plans):
+        return list(plans)
+    fetched = store.fetched_meanwhile(run.conn, [plan.asset for plan in plans if plan.spans], run.run_id,
+                                      run.started_at)
+    rechecked = []
+    for plan in plans:
+        spans = without(plan.spans, fetched[plan.asset]) if fetched.get(plan.asset) else plan.spans
+        if spans != plan.spans:
+            log.info("%s: another run fetched part of it meanwhile; asking only %s", plan.asset.spec,
+                     ", ".join(map(str, spans)) or "nothing")
+            plan = replace(plan, spans=spans)
+        rechecked.append(plan)
+    return rechecked

@@ -1,13 +1,18 @@
 """The historical backfill: plan the missing spans per asset, fetch them concurrently, load.
 
 Each asset is locked as its work starts and re-checked against what
-overlapping runs fetched meanwhile (`claims`). Fetching runs in a small thread pool (provider sessions are thread-safe and
-share their rate limiter) so a backfill can reach a provider's rate limit
+overlapping runs fetched meanwhile (`claims`). Fetching runs in a small thread pool (provider sessions are
+thread-safe and share their rate limiter) so a backfill can reach a provider's rate limit
 despite network latency; every database write happens on the calling thread.
-Each asset's rows, ledger entries and corporate actions (`adjust`) are committed
-before the next asset is written, so progress survives a crash; the last asset's
-writes are left for `job_run` to commit together with the completion event.
-What the answers say of the asset (`AnswerMeta`) fills its empty name, currency,
+The assets whose fetch has ended by the time the writer is free are written
+together, each step one statement for all of them (`adjust.load_assets`), and
+committed with their locks released before the next group is written, so
+progress survives a crash: with a slow provider a group is one asset, and when
+fetching outruns writing (an API that does not limit) it is as many as are
+waiting, at most two per fetch thread. An asset's failure stays its own: a
+group's other assets are written and succeed. The last group's writes are left
+for `job_run` to commit together with the completion event.
+What the answers say of each asset (`AnswerMeta`) fills its empty name, currency,
 exchange and time zone in the same transaction.
 
 Each request for a stock or ETF reaches back at least to the day its corporate
@@ -19,7 +24,6 @@ rows stored (an older release's) has its stored span refetched once.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 from collections import Counter
 from contextlib import closing
@@ -27,7 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from etl import stopping
 from etl.assets import describe_assets, record_asset_errors
@@ -51,6 +55,7 @@ COOL_OFF_DAYS = 7
 # still correct it); older, it is recorded as a day without usable data, so it is not asked every night.
 DROPPED_DAY_GRACE_DAYS = 30
 FETCH_THREADS = 8
+IN_FLIGHT = 2  # assets per fetch thread fetched or waiting to be written
 
 
 @dataclass(frozen=True)
@@ -213,36 +218,44 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
             health.recording(run.settings, chain, dry_run=run.dry_run):
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
-        with closing(_fetch_all(chain, claims.claimed(run, todo), len(todo), today=today,
+        with closing(_fetch_all(chain, claims.Claims(run, todo).draw, len(todo), today=today,
                                 threads=threads)) as results:
-            for fetched in progress(results, len(todo), "historical backfill", log=log, tally=run.tally):
+            for group in progress(results, len(todo), "historical backfill", log=log, tally=run.tally, size=len):
                 stopping.check()
                 if not run.dry_run and not first_write:
                     run.checkpoint()
                 first_write = False
-                _load(run, fetched, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
-                run.release_after_commit(fetched.asset.spec)
+                _load(run, group, fetched_at=fetched_at, today=today, lookback_days=lookback_days)
+                for fetched in group:
+                    run.release_after_commit(fetched.asset.spec)
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())
 
 
-def _fetch_all(chain: ProviderChain, waiting: Iterator[AssetPlan], count: int, *, today: date, threads: int):
-    """Yield the Fetched of each of the `count` plans of `waiting` as soon as it is ready; a FatalError
-    stops everything. `waiting` is drawn from on this thread, as each fetch is submitted."""
+def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], count: int, *, today: date,
+               threads: int) -> Iterator[list[Fetched]]:
+    """Yield the Fetched of the plans `draw(n)` gives (at most `count`) as they are ready: each time,
+    every one ready by then; a FatalError stops everything (after those ready with it). `draw` is called
+    on this thread, for as many plans as there are fetches to submit."""
     workers = max(1, min(threads, count))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     try:
-        # At most two assets per worker in flight, so fetched rows never pile up in memory
-        # when loading is slower than fetching.
+        # At most two assets per worker in flight (and locked): enough for the writer to find
+        # several ready, few enough that overlapping runs still share the work and fetched rows
+        # never pile up in memory when writing is slower than fetching.
         running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today)
-                                for plan in itertools.islice(waiting, 2 * workers)}
+                                for plan in draw(IN_FLIGHT * workers)}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-                for plan in itertools.islice(waiting, 1):
-                    running.add(pool.submit(fetch_asset, chain, plan, today=today))
+            failed = [future for future in done if future.exception() is not None]
+            ready = [future.result() for future in done if future.exception() is None]
+            if ready:
+                yield ready
+            for future in failed:
+                future.result()
+            for plan in draw(len(done)):
+                running.add(pool.submit(fetch_asset, chain, plan, today=today))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -257,49 +270,49 @@ def unusable_days(served_days: set[date], validated: Validated, *, today: date) 
     return {day for day in served_days - valid if day < final_before}
 
 
-def _load(run: JobRun, fetched: Fetched, *, fetched_at: datetime, today: date, lookback_days: int) -> None:
-    asset = fetched.asset
-    rows = 0
+def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today: date,
+          lookback_days: int) -> None:
+    """Write what `group`'s fetches brought (set-based, for all of them) and report each asset into `run`."""
+    log.debug("writing %d asset(s) together", len(group))
+    rows = {fetched.asset: _count(run, fetched) for fetched in group}
     with run.conn.cursor() as cur:
-        for part in fetched.parts:
-            validated, provider, span = part.validated, part.served.provider, part.served.span
-            if validated.dropped:
-                run.extra["dropped_rows"] += validated.dropped
-                log.info("%s: dropped %d of %d bars from %s for %s (%s)", asset.spec, validated.dropped,
-                         len(validated.rows) + validated.dropped, provider, span, dict(validated.reasons))
-            if part.served.answered is None:
-                log.warning("%s: %s answered %s with no bars at all; no day of it is recorded as having no "
-                            "trading, so the next run asks again", asset.spec, provider, span)
-            rows += len(validated.rows)
-        if not run.dry_run and fetched.parts:
-            loaded = adjust.load_asset(cur, asset, [adjust.Answered(p.served.provider, p.validated.rows,
-                                                                    p.served.actions, p.served.checked_actions)
-                                                     for p in fetched.parts],
-                                       fetched_at=fetched_at, today=today)
-            run.rows_upserted += loaded.rows
-            _report_actions(run, asset, loaded)
-            store.record_fetches(cur, _ledger(cur, asset, fetched.parts, today=today, lookback_days=lookback_days),
-                                 run.run_id)
-            changed = [bar.date for bar in loaded.bars] + [action.date for action in loaded.new_actions]
-            if changed:
-                store.fill_history_changes(cur, [(asset, min(changed), max(changed))], today=today)
-            if not (meta := answers_meta(fetched.parts)).empty:
-                describe_assets(cur, {(asset.symbol, asset.asset_type): meta})
-        if fetched.error is None:
-            run.succeeded(asset.symbol, rows if run.dry_run else 0)
-            if not run.dry_run:
-                record_asset_errors(cur, {asset: None})
-                store.clear_cool_off(cur, [asset])
-            return
-        error = fetched.error
-        log.log(asset_failure_level(error), "%s: %s", asset.spec, error)
-        run.failed(asset.symbol, str(error))
-        if isinstance(error, DeferredError):
-            run.extra["deferred"].append(asset.symbol)
+        answered = [fetched for fetched in group if fetched.parts]
+        if not run.dry_run and answered:
+            loaded = adjust.load_assets(cur, [(fetched.asset, [adjust.Answered(p.served.provider, p.validated.rows,
+                                                                               p.served.actions,
+                                                                               p.served.checked_actions)
+                                                               for p in fetched.parts]) for fetched in answered],
+                                        fetched_at=fetched_at, today=today)
+            run.rows_upserted += next(iter(loaded.values())).rows
+            moved = []
+            for fetched in answered:
+                done = loaded[fetched.asset]
+                _report_actions(run, fetched.asset, done)
+                changed = [bar.date for bar in done.bars] + [action.date for action in done.new_actions]
+                if changed:
+                    moved.append((fetched.asset, min(changed), max(changed)))
+            store.record_fetches(cur, _ledger(cur, answered, today=today, lookback_days=lookback_days), run.run_id)
+            store.fill_history_changes(cur, moved, today=today)
+            described = {(f.asset.symbol, f.asset.asset_type): meta for f in answered
+                         if not (meta := answers_meta(f.parts)).empty}
+            if described:
+                describe_assets(cur, described)
+        errors: dict[Asset, str | None] = {}
+        for fetched in group:
+            asset, error = fetched.asset, fetched.error
+            if error is None:
+                run.succeeded(asset.symbol, rows[asset] if run.dry_run else 0)
+                errors[asset] = None
+                continue
+            log.log(asset_failure_level(error), "%s: %s", asset.spec, error)
+            run.failed(asset.symbol, str(error))
+            if isinstance(error, DeferredError):
+                run.extra["deferred"].append(asset.symbol)
+            errors[asset] = str(error)
         if not run.dry_run:
-            record_asset_errors(cur, {asset: str(error)})
-            if isinstance(error, NotFoundError):
-                store.set_cool_off(cur, [asset], COOL_OFF_DAYS)
+            record_asset_errors(cur, errors)
+            store.clear_cool_off(cur, [asset for asset, error in errors.items() if error is None])
+            store.set_cool_off(cur, [f.asset for f in group if isinstance(f.error, NotFoundError)], COOL_OFF_DAYS)
 
 
 def answers_meta(parts: Sequence[Part]) -> AnswerMeta:
@@ -307,11 +320,28 @@ def answers_meta(parts: Sequence[Part]) -> AnswerMeta:
     return functools.reduce(AnswerMeta.or_else, (part.served.meta for part in parts), NO_META)
 
 
-def _ledger(cur, asset: Asset, parts: Sequence[Part], *, today: date, lookback_days: int) -> list[tuple]:
-    """The fetch ledger rows of `parts`, with the days each answer proves had no trading."""
-    around = store.stored_around(cur, asset, [part.served.span for part in parts])
+def _count(run: JobRun, fetched: Fetched) -> int:
+    """The rows `fetched` brought that are fit to load; what was dropped is logged and counted in `run`."""
+    rows = 0
+    for part in fetched.parts:
+        validated, provider, span = part.validated, part.served.provider, part.served.span
+        if validated.dropped:
+            run.extra["dropped_rows"] += validated.dropped
+            log.info("%s: dropped %d of %d bars from %s for %s (%s)", fetched.asset.spec, validated.dropped,
+                     len(validated.rows) + validated.dropped, provider, span, dict(validated.reasons))
+        if part.served.answered is None:
+            log.warning("%s: %s answered %s with no bars at all; no day of it is recorded as having no "
+                        "trading, so the next run asks again", fetched.asset.spec, provider, span)
+        rows += len(validated.rows)
+    return rows
+
+
+def _ledger(cur, group: Sequence[Fetched], *, today: date, lookback_days: int) -> list[tuple]:
+    """The fetch ledger rows of `group`'s parts, with the days each answer proves had no trading."""
+    parts = [(fetched.asset, part) for fetched in group for part in fetched.parts]
+    around = store.stored_around(cur, [(asset, part.served.span) for asset, part in parts])
     entries = []
-    for part, (before, after) in zip(parts, around):
+    for (asset, part), (before, after) in zip(parts, around):
         served, validated = part.served, part.validated
         evidence = Evidence(served.answered, before, after, served.listed_from)
         returned = part.served_days - unusable_days(part.served_days, validated, today=today)

@@ -14,6 +14,11 @@ With the default capacity of 1 the requests of every process are spaced one
 interval apart: at most the limit in any 60-second window, plus one request of
 tolerance (a request that woke up late next to one sent on time). A
 `Retry-After` seen by any process moves `next_free` past it, holding them all.
+A limit so high that its interval is shorter than BLOCK_SECONDS (one that
+hardly binds) is reserved BLOCK_SECONDS of turns per statement, which the
+process then hands out itself one interval apart: no statement per request, the
+same limit; turns left unused when the process ends delay the others by at
+most BLOCK_SECONDS.
 
 Should the database fail for a reservation, the limiter paces this process
 alone (logged once): requests go on, under the old per-process limit.
@@ -23,11 +28,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 import psycopg2
 
 log = logging.getLogger(__name__)
+
+BLOCK_SECONDS = 0.05
 
 RESERVE = """
     INSERT INTO provider_rate_bucket AS b (provider, next_free, updated_at)
@@ -59,13 +67,35 @@ class RateBucket:
         self.interval = 60.0 / per_minute
         self.capacity = capacity
         self.broken = False
+        self.block = max(1, int(BLOCK_SECONDS / self.interval))
+        self._prepaid = 0            # turns reserved and not handed out yet (with `block` > 1)
+        self._next = 0.0             # when the next of them may start (time.monotonic)
+        self._turns = threading.Lock()
 
     def reserve(self, units: int = 1) -> float | None:
+        if self.block == 1:
+            return self._reserve(units)
+        with self._turns:
+            now = time.monotonic()
+            if self._prepaid < units:
+                block = max(units, self.block)
+                delay = self._reserve(block)
+                if delay is None:
+                    return None
+                self._next, self._prepaid = max(self._next, now + delay), block
+            self._prepaid -= units
+            start = max(now, self._next)
+            self._next = start + units * self.interval
+            return start - now
+
+    def _reserve(self, units: int) -> float | None:
         row = self._execute(RESERVE, units=units)
         return None if row is None else max(0.0, float(row[0]))
 
     def hold(self, seconds: float) -> None:
         """Start no request of this provider, in any process, for `seconds` (the provider said Retry-After)."""
+        with self._turns:
+            self._prepaid = 0
         self._execute(HOLD, seconds=seconds, fetch=False)
 
     def _execute(self, statement: str, *, fetch: bool = True, **values):

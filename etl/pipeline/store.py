@@ -153,22 +153,29 @@ def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list
                        template="(%s, %s, %s, %s, %s, %s, %s, %s::date[], %s)")
 
 
-def fetched_meanwhile(conn, asset: Asset, run_id: int, started_at: datetime) -> list[Span]:
-    """The spans of `asset` that runs overlapping run `run_id` (still running, or finished since it started)
-    have fetched: committed before this asset's lock could be taken, so they need no second request."""
+def fetched_meanwhile(conn, assets: Sequence[Asset], run_id: int,
+                      started_at: datetime) -> dict[Asset, list[Span]]:
+    """The spans of each of `assets` that runs overlapping run `run_id` (still running, or finished since it
+    started) have fetched: committed before the asset's lock could be taken, so they need no second request."""
+    if not assets:
+        return {}
+    by_key = {(asset.symbol, asset.asset_type): asset for asset in assets}
     with conn.cursor() as cur:
         cur.execute("""
-            SELECT l.range_start, l.range_end
+            SELECT l.symbol, l.asset_type, l.range_start, l.range_end
               FROM market_data_fetch_ledger l
               JOIN etl_job_runs r ON r.run_id = l.run_id
-             WHERE l.symbol = %s AND l.asset_type = %s AND l.run_id <> %s
-               AND (r.finished_at IS NULL OR r.finished_at >= %s)""",
-                    (asset.symbol, asset.asset_type, run_id, started_at))
-        return [Span(first, last) for first, last in cur.fetchall()]
+             WHERE (l.symbol, l.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+               AND l.run_id <> %s AND (r.finished_at IS NULL OR r.finished_at >= %s)""",
+                    (*_keys(assets), run_id, started_at))
+        fetched: dict[Asset, list[Span]] = {}
+        for symbol, asset_type, first, last in cur.fetchall():
+            fetched.setdefault(by_key[(symbol, asset_type)], []).append(Span(first, last))
+    return fetched
 
 
 def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
-    """Historical bars; `as_of` is the provider's stamp, else the time of the fetch.
+    """Historical bars (of any number of assets); `as_of` is the provider's stamp, else the time of the fetch.
 
     A refetched bar whose values did not change is not rewritten: `as_of` alone
     (a new fetch time) is not a change. A new row gets its change from the bar
@@ -243,18 +250,19 @@ def actions_checked(conn, assets: Sequence[Asset]) -> dict[tuple[str, str], tupl
         return {(symbol, asset_type): (checked, first) for symbol, asset_type, checked, first in cur.fetchall()}
 
 
-def stored_around(cur, asset: Asset, spans: Sequence[Span]) -> list[tuple[bool, bool]]:
-    """For each span, whether `asset` has a row stored before it and one after it."""
+def stored_around(cur, spans: Sequence[tuple[Asset, Span]]) -> list[tuple[bool, bool]]:
+    """For each (asset, span), whether the asset has a row stored before the span and one after it."""
     if not spans:
         return []
     cur.execute("""
-        SELECT EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = %(symbol)s AND m.asset_type = %(type)s
+        SELECT EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = s.symbol AND m.asset_type = s.asset_type
                           AND m.date < s.first),
-               EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = %(symbol)s AND m.asset_type = %(type)s
+               EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = s.symbol AND m.asset_type = s.asset_type
                           AND m.date > s.last)
-          FROM unnest(%(firsts)s::date[], %(lasts)s::date[]) WITH ORDINALITY AS s(first, last, n)
-         ORDER BY s.n""", {"symbol": asset.symbol, "type": asset.asset_type,
-                           "firsts": [span.start for span in spans], "lasts": [span.end for span in spans]})
+          FROM unnest(%s::text[], %s::text[], %s::date[], %s::date[]) WITH ORDINALITY
+               AS s(symbol, asset_type, first, last, n)
+         ORDER BY s.n""", ([a.symbol for a, _ in spans], [a.asset_type for a, _ in spans],
+                           [span.start for _, span in spans], [span.end for _, span in spans]))
     return [(before, after) for before, after in cur.fetchall()]
 
 

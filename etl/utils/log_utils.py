@@ -113,8 +113,11 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
 
 
 def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
-             every_seconds: float = 10.0, tally: Callable[[], tuple[int, int]] | None = None) -> Iterator[T]:
+             every_seconds: float = 10.0, tally: Callable[[], tuple[int, int]] | None = None,
+             size: Callable[[T], int] | None = None) -> Iterator[T]:
     """Yield `items`, showing progress: a bar on a terminal, a log line now and then otherwise.
+
+    Each item counts as one of `total`, or as `size(item)` (a group of them).
 
     The bar (rich) owns the terminal's last line while it runs: anything written
     to stderr meanwhile, log lines included, is printed above it, never into it.
@@ -133,13 +136,13 @@ def progress(items: Iterable[T], total: int, label: str, *, log: logging.Logger,
             task = bar.add_task(label, total=total)
             for item in items:
                 yield item
-                bar.update(task, advance=1, description=label + _tallied(tally))
+                bar.update(task, advance=size(item) if size else 1, description=label + _tallied(tally))
         return
     started = last = time.monotonic()
     done = 0
     for item in items:
         yield item
-        done += 1
+        done += size(item) if size else 1
         now = time.monotonic()
         if now - last >= every_seconds or done == total:
             last = now
