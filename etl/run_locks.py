@@ -37,12 +37,13 @@ def run_key(schema: str, run_id: int) -> str:
     return f"{schema}:run:{run_id}"
 
 
-def try_locks(cur, keys: list[str]) -> list[bool]:
+def try_locks(conn, keys: list[str]) -> list[bool]:
     """Take the lock of each of `keys` that no other session holds, in one statement: whether each was taken."""
     if not keys:
         return []
-    cur.execute(TRY_LOCKS, (keys,))
-    return [got for got, in cur.fetchall()]
+    with conn.cursor() as cur:
+        cur.execute(TRY_LOCKS, (keys,))
+        return [got for got, in cur.fetchall()]
 
 
 def lock(cur, key: str) -> None:

@@ -103,11 +103,7 @@ class JobRun:
 
     def take_all(self, items: list[str]) -> list[bool]:
         """`take` of each of `items` in one statement: whether each is now this run's, in order."""
-        if self.run_id is None:
-            self.taken += len(items)
-            return [True] * len(items)
-        with self.conn.cursor() as cur:
-            got = run_locks.try_locks(cur, [self._key(item) for item in items])
+        got = run_locks.try_locks(self.conn, [self._key(i) for i in items]) if self.run_id else [True] * len(items)
         self.taken += sum(got)
         return got
 
@@ -136,15 +132,11 @@ class JobRun:
 
         Should the run fail later, `job_run` finishes it as partial and announces
         this much; should the process be killed, the next run of the job announces
-        it from the row: committed data is never left unannounced.
-
-        The commit does not wait for the WAL flush (synchronous_commit off): a server crash may lose the last
-        checkpoints, data, ledger and progress alike (refetched next run); the run's last commit waits as always.
+        it from the row: committed data is never left unannounced. Its commit skips the WAL flush wait (README).
         """
         if self.run_id is not None:
             with self.conn.cursor() as cur:
-                cur.execute("""
-                    SET LOCAL synchronous_commit TO off;
+                cur.execute("""SET LOCAL synchronous_commit TO off;
                     UPDATE etl_job_runs
                        SET rows_upserted = %s, symbols_ok = %s, symbols = %s, symbols_failed = %s, failures = %s
                      WHERE run_id = %s""",
