@@ -34,26 +34,23 @@ own, polite ceiling.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Protocol, Sequence
-from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.errors import (AccessRefusedError, FatalError, NotFoundError, ProviderUnavailableError, RateLimitedError,
-                        RetryableError)
-from etl.models import SPLIT_ADJUSTED, AnswerMeta, Asset, Bar, CorporateAction, HistoryAnswer
+from etl.errors import AccessRefusedError, ProviderUnavailableError
+from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer
 from etl.providers.answers import answer_parser
 from etl.providers.base import Limits, Provider, ProviderSettings, QuoteBatch, unix_seconds
 from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL, SessionStore, YahooAuth
+from etl.providers.yahoo_chart import (NAME, chart_meta, chart_path, chart_result, exchange_zone, major_price,
+                                       trading_date)
+from etl.providers.yahoo_quotes import SPARK_MAX_SYMBOLS, YahooQuotes
 from etl.utils.fetch_utils import ProviderSession
-from etl.validate import is_good_dividend, percent_change, sane_ratio, to_decimal, to_major_unit
+from etl.validate import is_good_dividend, sane_ratio, to_decimal, to_major_unit
 
 log = logging.getLogger(__name__)
 
-NAME = "yahoo"
-SPARK_MAX_SYMBOLS = 20  # symbols a spark request accepts (yahoo_quotes)
-NO_DATA_FOR_RANGE = "Data doesn't exist for startDate"
 # Yahoo's edge answers a client it refuses with plain-text 429s and no Retry-After; after this many in a
 # row (one request's retries, by default) Yahoo is down for the run and the chain asks the next provider.
 EDGE_429S_BEFORE_DOWN = 5
@@ -101,65 +98,7 @@ def from_yahoo_symbol(yahoo_symbol: str, asset_type: str) -> str:
     return symbol
 
 
-# ---- errors inside a 200 ----
-
-def raise_for_api_error(error: Any, where: str) -> None:
-    """Turn Yahoo's `{code, description}` error object into the matching typed error."""
-    if not error:
-        return
-    if isinstance(error, dict):
-        code, description = str(error.get("code") or ""), str(error.get("description") or "")
-    else:
-        code, description = str(error), ""
-    detail = f"{code}: {description}" if description else code
-    lowered = code.lower()
-    if "not found" in lowered or "delisted" in description.lower():
-        raise NotFoundError(f"{NAME}: {where} — unknown or delisted symbol ({detail}); check the symbol "
-                            f"or set asset.provider_symbol")
-    if "too many" in lowered or "rate" in lowered:
-        raise RateLimitedError(f"{NAME}: rate-limited for {where} ({detail}) — try again later")
-    if lowered == "bad request":
-        raise FatalError(f"{NAME}: 400 for {where} — the request was refused ({detail}); check the symbol "
-                         "and the dates asked for")
-    raise RetryableError(f"{NAME}: error for {where} ({detail}) — try again later or use another provider")
-
-
-def is_no_data_for_range(error: Any) -> bool:
-    """Whether a chart error says the asked window has no data (it lies before the first trade)."""
-    return isinstance(error, dict) and str(error.get("description") or "").startswith(NO_DATA_FOR_RANGE)
-
-
-# ---- time ----
-
-def exchange_zone(meta: dict) -> tzinfo:
-    """The exchange's time zone: its IANA name when Yahoo gives a known one, else its UTC offset."""
-    name = meta.get("exchangeTimezoneName")
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            log.debug("unknown time zone %r; using gmtoffset", name)
-    return timezone(timedelta(seconds=int(meta.get("gmtoffset") or 0)))
-
-
-def trading_date(timestamp: int, zone: tzinfo) -> date:
-    return datetime.fromtimestamp(int(timestamp), zone).date()
-
-
-def chart_meta(meta: dict) -> AnswerMeta:
-    """What a chart's (or spark's) `meta` says of the asset: `longName` (else `shortName`), the
-    price's currency in its major unit, `fullExchangeName` (else `exchangeName`) and
-    `exchangeTimezoneName`."""
-    return AnswerMeta.of(meta.get("longName") or meta.get("shortName"), to_major_unit(None, meta.get("currency"))[1],
-                         meta.get("fullExchangeName") or meta.get("exchangeName"), meta.get("exchangeTimezoneName"))
-
-
 # ---- history ----
-
-def chart_path(symbol: str) -> str:
-    """The chart path of a Yahoo symbol, escaped whole (^N225 → %5EN225, EURUSD=X → EURUSD%3DX)."""
-    return f"/v8/finance/chart/{quote(symbol, safe='')}"
-
 
 def chart_window(start: date, end: date, today: date) -> tuple[int, int]:
     """period1 and period2 of a chart request for `start`..`end` and through today (so the answer
@@ -183,26 +122,8 @@ def fetch_history(auth: YahooAuth, base_url: str, symbol: str, start: date, end:
     return auth.get_json(f"{base_url}{chart_path(symbol)}", params, json_statuses=(400,))
 
 
-def chart_result(payload: Any, where: str) -> dict | None:
-    """`chart.result[0]`, None when the window has no data, or the typed error the payload reports instead."""
-    chart = payload.get("chart") if isinstance(payload, dict) else None
-    if not isinstance(chart, dict):
-        raise RetryableError(f"{NAME}: unexpected answer for {where} (no 'chart' object) — try again later")
-    if is_no_data_for_range(chart.get("error")):
-        return None
-    raise_for_api_error(chart.get("error"), where)
-    results = chart.get("result")
-    if not results:
-        raise NotFoundError(f"{NAME}: no chart result for {where} — unknown or delisted symbol")
-    return results[0]
-
-
 def _column(values: Any, index: int) -> Any:
     return values[index] if isinstance(values, list) and index < len(values) else None
-
-
-def _price(value: Any, currency: str | None) -> Decimal | None:
-    return to_major_unit(to_decimal(value), currency)[0]
 
 
 @answer_parser(NAME)
@@ -228,11 +149,11 @@ def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
             symbol=asset.symbol,
             asset_type=asset.asset_type,
             date=trading_date(stamp, zone),
-            price=_price(_column(arrays.get("close"), i), raw_currency),
-            adj_close=_price(_column(adjclose, i), raw_currency),
-            open=_price(_column(arrays.get("open"), i), raw_currency),
-            high=_price(_column(arrays.get("high"), i), raw_currency),
-            low=_price(_column(arrays.get("low"), i), raw_currency),
+            price=major_price(_column(arrays.get("close"), i), raw_currency),
+            adj_close=major_price(_column(adjclose, i), raw_currency),
+            open=major_price(_column(arrays.get("open"), i), raw_currency),
+            high=major_price(_column(arrays.get("high"), i), raw_currency),
+            low=major_price(_column(arrays.get("low"), i), raw_currency),
             volume=to_decimal(_column(arrays.get("volume"), i)),
             currency=currency,
             source=NAME,
@@ -343,8 +264,6 @@ class YahooProvider(Provider):
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         if self._quotes is None:
-            # Imported here: yahoo_quotes builds on this module's chart helpers.
-            from etl.providers.yahoo_quotes import YahooQuotes
 
             self._quotes = YahooQuotes(self.auth, self.base_url, self.provider_symbol)
         return self._quotes.quotes(assets)

@@ -26,15 +26,15 @@ from etl.errors import (AccessRefusedError, NotFoundError, ProviderUnavailableEr
 from etl.models import Asset, Quote
 from etl.providers.answers import answer_parser, reading
 from etl.providers.base import QuoteBatch
-from etl.providers.yahoo import (NAME, _price, chart_meta, chart_path, chart_result, exchange_zone,
-                                 raise_for_api_error, trading_date)
 from etl.providers.yahoo_auth import FEATURE_REFUSED, YahooAuth
+from etl.providers.yahoo_chart import (NAME, chart_meta, chart_path, chart_result, exchange_zone, major_price,
+                                       raise_for_api_error, trading_date)
 from etl.validate import percent_change, to_decimal, to_major_unit
 
 log = logging.getLogger(__name__)
 
 SPARK_PATH = "/v7/finance/spark"
-SPARK_MAX_SYMBOLS = 20
+SPARK_MAX_SYMBOLS = 20  # symbols a spark request accepts
 
 
 def fetch_spark(auth: YahooAuth, base_url: str, symbols: Sequence[str]) -> Any:
@@ -62,10 +62,10 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
     """A Quote from one chart-shaped object (`meta` plus the day's arrays): spark's or the chart's."""
     meta = chart.get("meta") or {}
     raw_currency = meta.get("currency")
-    price = _price(meta.get("regularMarketPrice"), raw_currency)
-    previous = _price(meta.get("previousClose"), raw_currency)
+    price = major_price(meta.get("regularMarketPrice"), raw_currency)
+    previous = major_price(meta.get("previousClose"), raw_currency)
     if previous is None:
-        previous = _price(meta.get("chartPreviousClose"), raw_currency)
+        previous = major_price(meta.get("chartPreviousClose"), raw_currency)
     change, percent = percent_change(price, previous)
     stamp = meta.get("regularMarketTime")
     if stamp is None:
@@ -82,9 +82,9 @@ def quote_from_chart(chart: dict, asset: Asset) -> Quote:
         source=NAME,
         change=change,
         percent_change=percent,
-        open=_price(_last(day_quote.get("open")), raw_currency),
-        high=_price(meta.get("regularMarketDayHigh"), raw_currency),
-        low=_price(meta.get("regularMarketDayLow"), raw_currency),
+        open=major_price(_last(day_quote.get("open")), raw_currency),
+        high=major_price(meta.get("regularMarketDayHigh"), raw_currency),
+        low=major_price(meta.get("regularMarketDayLow"), raw_currency),
         volume=to_decimal(meta.get("regularMarketVolume")),
         currency=to_major_unit(None, raw_currency)[1],
         name=described.name,
