@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from etl.cli import CommandParser, asset_list, parse_or_exit, run_cli
 from etl.coverage import status_document
+from etl.errors import UsageError
 from etl.tables import print_table, stdout_console
 from etl.utils import db_utils
 
@@ -57,6 +58,11 @@ def _run(args, settings) -> int:
     with db_utils.database(settings) as conn:
         document = status_document(conn, settings, now=datetime.now(timezone.utc), stale_after=args.stale_after,
                                    named=args.symbols)
+    shown = {(a["symbol"], a["asset_type"]) for a in document["assets"]}
+    untracked = [a.spec for a in args.symbols or () if (a.symbol, a.asset_type) not in shown]
+    if untracked:
+        raise UsageError(f"--symbols: {', '.join(untracked)} not tracked (not in the asset table) — check the "
+                         f"spelling, or add it with `etl assets add {' '.join(untracked)}`")
     attention = [a for a in document["assets"] if a["stale"] or a["last_error"]]
     if args.format == "json":
         print(json.dumps(document, default=_json_value, indent=2))

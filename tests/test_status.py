@@ -162,3 +162,11 @@ def test_status_text_shows_the_three_tables_and_a_summary_line(etl_env, db, caps
 def test_stale_after_must_be_a_whole_number(etl_env, bad):
     result = run_etl_process([PYTHON, "-m", "etl", "status", "--stale-after", bad], etl_env)
     assert result.returncode == 2 and "--stale-after" in result.stderr
+
+
+def test_status_naming_an_untracked_asset_exits_2_instead_of_passing_a_check(etl_env, db, capsys):
+    from support.runner import run_etl
+
+    assert run_etl("status", "--symbols", "NOPE:STOCK", "--check") == 2
+    err = capsys.readouterr().err
+    assert "NOPE:STOCK not tracked" in err and "etl assets add NOPE:STOCK" in err

@@ -305,8 +305,8 @@ def test_a_worker_killed_mid_job_leaves_the_request_to_the_other_which_redoes_it
 def test_sigterm_mid_job_lets_the_job_finish_then_commits_and_exits_0(workers, with_kafka, etl_env, db):
     worker = workers()
     send_requests(with_kafka, etl_env["KAFKA_TOPIC_PREFIX"] + REQUEST, [mock_request(9, accounts=100, months=24)])
-    wait_until(lambda: row_count(db, "etl_job_runs", "status = 'running'") == 1, what="the job to start",
-               logs=[worker])
+    # the worker's own log line, not the run row: the job may finish before a poll of etl_job_runs sees it run
+    wait_until(lambda: worker.jobs_started() == 1, what="the job to start", logs=[worker])
     assert worker.stop(signal.SIGTERM) == 0
     assert seeds_run(db) == [9]
 
