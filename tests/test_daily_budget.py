@@ -10,6 +10,7 @@ import pytest
 from etl.config import Settings
 from etl.errors import ConfigError, QuotaExhaustedError
 from etl.pipeline.budget import DailyBudget, left_today
+from etl.providers.twelvedata import ACTIONS_COST
 from support.db import row_count, rows, scalar
 from support.fake_api import Request, fixture_json
 from support.runner import PYTHON, run_etl, run_etl_process
@@ -21,6 +22,11 @@ TODAY_UTC = "(now() AT TIME ZONE 'UTC')::date"
 DAY_QUOTA = {"code": 429, "status": "error",
              "message": "You have run out of API credits for the day. 800 API credits were used, with the current "
                         "limit being 800."}
+
+
+PLAN_REFUSAL = {"code": 403, "status": "error",
+                "message": "/splits is available exclusively with grow or pro or ultra or venture or enterprise plans. "
+                           "Consider upgrading your API Key now at https://twelvedata.com/pricing"}
 
 
 def weekdays(first: date, last: date) -> list[date]:
@@ -54,6 +60,7 @@ def twelvedata(fake_api, etl_env, monkeypatch):
         monkeypatch.setenv(name, value)
         etl_env[name] = value
     fake_api.route("/time_series", time_series)
+    fake_api.route("/splits", PLAN_REFUSAL)      # the free plan: no splits and dividends
     return fake_api
 
 
@@ -210,10 +217,11 @@ def test_a_day_the_api_said_was_spent_is_lifted_by_configuring_a_different_daily
     assert history("AAPL") == 1
     twelvedata.reset()
     twelvedata.route("/time_series", time_series)
+    twelvedata.route("/splits", PLAN_REFUSAL)
     monkeypatch.setenv("PROVIDER_DAILY_LIMITS", "twelvedata=5000")  # the plan was upgraded
     assert history("IBM") == 0
     assert asked(twelvedata) == ["IBM"]
-    assert counted_today(db, "twelvedata") == 2
+    assert counted_today(db, "twelvedata") == 2 + ACTIONS_COST   # the /splits its plan refused was sent too
 
 
 def test_what_is_left_of_a_day_marked_spent_depends_on_whether_the_limit_changed(etl_env, db):

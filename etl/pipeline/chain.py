@@ -221,14 +221,13 @@ class ProviderChain:
                 learned.setdefault(asset, (name, symbol))
         return learned
 
-    def history_parts(self, asset: Asset, start: date, end: date, *,
-                      today: date) -> tuple[list[Served], EtlError | None]:
+    def history_parts(self, asset: Asset, start: date, end: date, *, today: date,
+                      actions: bool = True) -> tuple[list[Served], EtlError | None]:
         """The bars of `start`..`end`, newest part first, each with the provider and the span it covered.
 
-        A provider is asked only for the days its depth reaches, in as many requests as its
-        `max_points` needs; the older rest goes to the providers after it. Returns the parts
-        served and, when some days were served by nobody, the error that says why (those
-        days stay missing, to be asked again).
+        A provider is asked only for the days its depth reaches, in as many requests as its `max_points`
+        needs; the older rest goes to the providers after it; the corporate actions (`actions`) until a
+        part has checked them. Also returns why days no provider served are missing (None: none is).
         """
         names = self.candidates(asset)
         if not names:
@@ -251,8 +250,9 @@ class ProviderChain:
             try:
                 while last >= first:
                     with reading(name, asset.spec):
-                        answer = self.provider(name).history_answer(for_provider(asset, name),
-                                                                    *widened(asset.asset_type, first, last, reach, today))
+                        answer = self.provider(name).history_answer(
+                            for_provider(asset, name), *widened(asset.asset_type, first, last, reach, today),
+                            actions=actions and not any(part.checked_actions for part in parts))
                     bars = [bar for bar in answer.bars if first <= bar.date <= last]
                     covered = covered_from(answer.bars, first, provider_limits(name).max_points)
                     parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,

@@ -67,6 +67,7 @@ class AssetPlan:
     per_day: int | None = None     # the first provider's daily limit (PROVIDER_DAILY_LIMITS or declared)
     left_today: int | None = None  # what is left of it today (UTC), from provider_request_budget
     unserved: str | None = None    # when no provider of the chain reaches --start: from which day, and what to do
+    check_actions: bool = True     # its corporate actions are not known through today yet (or --rebase)
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,17 @@ def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: d
         key = (asset.symbol, asset.asset_type)
         spans = plan_spans(start, end, covered.get(key, []), today=today,
                            lookback_days=lookback_days, full_refresh=full_refresh, max_history_days=deepest)
-        if first and asset.asset_type in provider_class(first).reports_actions:
-            spans = reach_back(spans, *checked.get(key, (None, None)), today=today, rebase=rebase)
+        checked_on, first_stored = checked.get(key, (None, None))
+        if first and provider_class(first).asks_actions(asset.asset_type, chain.settings):
+            spans = reach_back(spans, checked_on, first_stored, today=today, rebase=rebase)
         elif rebase:
             spans = []
         served_from = None if deepest is None else today - timedelta(days=deepest - 1)
         unserved = too_deep(asset, served_from, chain.override) if served_from and served_from > start else None
         if unserved:
             log.warning("%s", unserved)
-        plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first), unserved))
+        plans.append(AssetPlan(asset, first, spans, per_minute, per_day.get(first), left.get(first), unserved,
+                               check_actions=rebase or checked_on is None or checked_on < today))
     return plans
 
 
@@ -189,7 +192,9 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
     """Fetch every span of one asset (runs on a worker thread; no database access)."""
     fetched = Fetched(plan.asset)
     for span in plan.spans:
-        parts, error = chain.history_parts(plan.asset, span.start, span.end, today=today)
+        checked = any(part.served.checked_actions for part in fetched.parts)
+        parts, error = chain.history_parts(plan.asset, span.start, span.end, today=today,
+                                           actions=plan.check_actions and not checked)
         for served in parts:
             fetched.parts.append(Part(served, validate_bars(served.bars, served.span.start, served.span.end, today)))
         if error is not None:

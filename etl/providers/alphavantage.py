@@ -308,9 +308,9 @@ class AlphaVantageProvider(Provider):
         return HistoryAnswer.of(parse_daily(payload, asset, params["function"], currency),
                                 daily_meta(payload, currency))
 
-    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+    def history_answer(self, asset: Asset, start: date, end: date, *, actions: bool = True) -> HistoryAnswer:
         answer = self._daily(asset, start, end)
-        if asset.asset_type not in self.reports_actions:
+        if not actions or asset.asset_type not in self.reports_actions:
             return answer
         if asset not in self._actions:
             try:

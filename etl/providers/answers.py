@@ -39,10 +39,11 @@ def scrub(text: str, api_key: str | None) -> str:
 
 
 def fetch_json(session: ProviderSession, url: str, params: Mapping[str, Any] | None = None, *,
-               api_key: str | None = None, key_variable: str | None = None, cost: int = 1) -> Any:
+               api_key: str | None = None, key_variable: str | None = None, cost: int = 1,
+               json_statuses: tuple[int, ...] = ()) -> Any:
     """`get_json`, with the key taken out of any error (the body excerpt it quotes may echo the key)."""
     try:
-        return get_json(session, url, params, key_variable=key_variable, cost=cost)
+        return get_json(session, url, params, key_variable=key_variable, cost=cost, json_statuses=json_statuses)
     except EtlError as exc:
         raise type(exc)(scrub(str(exc), api_key)) from exc.__cause__
 

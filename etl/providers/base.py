@@ -30,6 +30,8 @@ class ProviderSettings(Protocol):
 
     def api_key(self, provider: str) -> str | None: ...
 
+    def rate_limit(self, provider: str, declared: int | None) -> int | None: ...
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -101,6 +103,12 @@ class Provider:
         return cls(session, settings.base_url(cls.name), settings.api_key(cls.name))
 
     @classmethod
+    def asks_actions(cls, asset_type: str, settings: ProviderSettings) -> bool:
+        """Whether history_answer asks for `asset_type`'s corporate actions under `settings` (a plan
+        whose rate is too low for them may not)."""
+        return asset_type in cls.reports_actions
+
+    @classmethod
     def history_depth(cls, asset_type: str) -> int | None:
         """How many days back this provider serves history for `asset_type`; None: no limit."""
         return cls.limits.max_history_days
@@ -117,10 +125,11 @@ class Provider:
         (validation happens later). Raises the typed errors of `etl.errors`."""
         raise NotImplementedError
 
-    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+    def history_answer(self, asset: Asset, start: date, end: date, *, actions: bool = True) -> HistoryAnswer:
         """history() with what else the answer proves: the days it spans, the corporate actions it
         reports, the first trading day it states, what it says of the asset (here: the one currency
-        of its bars). Providers that report more override this."""
+        of its bars). Providers that report more override this; with `actions` false (they are known
+        through today already), one that needs extra requests for the corporate actions does not make them."""
         bars = self.history(asset, start, end)
         return HistoryAnswer.of(bars, AnswerMeta.of(currency=bars_currency(bars)))
 

@@ -9,6 +9,16 @@ default, and the prices stored are as traded. It has no adjusted close (the
 pipeline computes one from the stored corporate actions). Its `meta` gives the
 currency, exchange and exchange_timezone; /quote gives the name.
 
+With a stock's or ETF's history come its splits and dividends, from /splits and
+/dividends (`range=full`: the default is the last one only; dividends with
+`adjust=false`, as paid), at most once per asset and run and only when the
+pipeline says they need checking. Each costs 20 API credits and needs a Grow
+plan or above, so they are asked only while the per-minute limit in force
+(PROVIDER_RATE_LIMITS) is at least ACTIONS_COST; a plan that refuses them, or a
+daily budget that cannot pay for them, stops them for the rest of the run (said
+once). Whatever keeps them from being had, the bars still load and the answer
+says the actions were not checked, so a later run asks again.
+
 Limits are those of the free "Basic" plan: 8 API credits a minute and 800 a
 day, one credit per symbol, so a batched /quote of 8 symbols spends a whole
 minute's credits. /time_series returns at most 5000 points a request, the
@@ -27,14 +37,17 @@ the same HTTP status, for the whole request or (in a batch) for one symbol.
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from etl.errors import EtlError, FatalError, NotFoundError, QuotaExhaustedError, RateLimitedError, RetryableError
-from etl.models import AnswerMeta, Asset, Bar, HistoryAnswer, Quote
-from etl.providers.answers import answer_parser, error_for_code, fetch_json, reported_error, unexpected_answer
-from etl.providers.base import Limits, Provider, QuoteBatch
+from etl.models import AnswerMeta, Asset, Bar, CorporateAction, HistoryAnswer, Quote
+from etl.providers.answers import (answer_parser, error_for_code, fetch_json, reported_error, scrub,
+                                  unexpected_answer)
+from etl.providers.base import Limits, Provider, ProviderSettings, QuoteBatch
 from etl.utils.fetch_utils import ProviderSession, describe_url
 from etl.validate import to_decimal, to_major_unit
 
@@ -44,6 +57,11 @@ NAME = "twelvedata"
 KEY_VARIABLE = "TWELVE_DATA_API_KEY"
 # /time_series returns at most 5000 points a request (`outputsize` 1..5000), the newest of the range.
 MAX_POINTS = 5000
+# API credits of one /splits or /dividends request (Twelve Data's docs: 20 per symbol, Grow plan and above).
+ACTIONS_COST = 20
+ACTIONS_TYPES = frozenset({"STOCK", "ETF"})
+# What Twelve Data says when an endpoint or a symbol is not on the key's plan.
+PLAN_PHRASES = ("with your plan", "available starting with", "available exclusively with", "upgrading")
 
 
 def fetch_time_series(session: ProviderSession, base_url: str, api_key: str | None, symbol: str,
@@ -64,13 +82,37 @@ def fetch_quotes(session: ProviderSession, base_url: str, api_key: str | None, s
     return _get_json(session, f"{base_url}/quote", params, api_key, cost=len(symbols))
 
 
+def fetch_splits(session: ProviderSession, base_url: str, api_key: str | None, symbol: str) -> Any:
+    """The /splits payload of every split of `symbol` (ACTIONS_COST credits)."""
+    params = {"symbol": symbol, "range": "full", "apikey": api_key}
+    return _get_json(session, f"{base_url}/splits", params, api_key, cost=ACTIONS_COST)
+
+
+def fetch_dividends(session: ProviderSession, base_url: str, api_key: str | None, symbol: str) -> Any:
+    """The /dividends payload of every dividend of `symbol`, amounts as paid (ACTIONS_COST credits)."""
+    params = {"symbol": symbol, "range": "full", "adjust": "false", "apikey": api_key}
+    return _get_json(session, f"{base_url}/dividends", params, api_key, cost=ACTIONS_COST)
+
+
 def _get_json(session: ProviderSession, url: str, params: Mapping[str, Any], api_key: str | None,
               cost: int = 1) -> Any:
-    return fetch_json(session, url, params, api_key=api_key, key_variable=KEY_VARIABLE, cost=cost)
+    # A 403 may carry Twelve Data's own error object (a plan refusal): it is read like one sent in a 200.
+    return fetch_json(session, url, params, api_key=api_key, key_variable=KEY_VARIABLE, cost=cost,
+                      json_statuses=(403,))
+
+
+class PlanRefusal(EtlError):
+    """The key's plan does not include an endpoint (never leaves this module)."""
 
 
 def is_error(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("status") == "error"
+
+
+def is_plan_refusal(payload: Any) -> bool:
+    """An error object saying the endpoint or symbol is not on the key's plan."""
+    text = str(payload.get("message") or "").lower() if is_error(payload) else ""
+    return any(phrase in text for phrase in PLAN_PHRASES)
 
 
 def api_error(payload: Mapping[str, Any], where: str, api_key: str | None = None) -> EtlError:
@@ -85,7 +127,7 @@ def api_error(payload: Mapping[str, Any], where: str, api_key: str | None = None
     if code == 429:
         return reported_error(RateLimitedError, prefix, "out of API credits for this minute; try again in a minute",
                               message, api_key)
-    if "with your plan" in text or "available starting with" in text:
+    if is_plan_refusal(payload):
         return reported_error(NotFoundError, prefix, "this symbol needs a paid Twelve Data plan; set the asset's "
                               "provider_symbol or use another provider", message, api_key)
     return error_for_code(code, prefix, message, key_variable=KEY_VARIABLE, api_key=api_key)
@@ -139,6 +181,55 @@ def time_series_meta(payload: Mapping[str, Any], asset: Asset, provider_symbol: 
 
 
 @answer_parser(NAME)
+def parse_splits(payload: Mapping[str, Any], asset: Asset) -> list[CorporateAction]:
+    """Splits from a /splits payload. Twelve Data's `from_factor` is the shares after and `to_factor`
+    the shares before (a 4-for-1 split: 4 and 1, `ratio` 0.25, the price multiplier), so the
+    stored ratio is from_factor / to_factor, or 1 / ratio when the factors are missing."""
+    actions = []
+    for row in _rows(payload, "splits"):
+        day = _day(row.get("date"))
+        after, before, multiplier = (to_decimal(row.get(name)) for name in ("from_factor", "to_factor", "ratio"))
+        if _positive(after) and _positive(before):
+            ratio = after / before
+        elif _positive(multiplier):
+            ratio = 1 / multiplier
+        else:
+            ratio = None
+        if day is not None and ratio is not None and ratio != 1:
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, day, "split", NAME, ratio=ratio))
+    return actions
+
+
+@answer_parser(NAME)
+def parse_dividends(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> list[CorporateAction]:
+    """Dividends from a /dividends payload, by `ex_date`, amounts as paid in the major currency unit."""
+    currency = quote_currency(asset, provider_symbol, (payload.get("meta") or {}).get("currency"))
+    actions = []
+    for row in _rows(payload, "dividends"):
+        day = _day(row.get("ex_date"))
+        amount, major = to_major_unit(to_decimal(row.get("amount")), currency)
+        if day is not None and _positive(amount):
+            actions.append(CorporateAction(asset.symbol, asset.asset_type, day, "dividend", NAME, amount=amount,
+                                           currency=major))
+    return actions
+
+
+def _rows(payload: Mapping[str, Any], key: str) -> list[dict]:
+    return [row for row in payload.get(key) or [] if isinstance(row, dict)]
+
+
+def _day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return None
+
+
+def _positive(value: Decimal | None) -> bool:
+    return value is not None and value.is_finite() and value > 0
+
+
+@answer_parser(NAME)
 def parse_quote(payload: Mapping[str, Any], asset: Asset, provider_symbol: str) -> Quote:
     """One asset's quote from its /quote object. The trading date is the object's `datetime`
     (the exchange's own calendar); `as_of` is the last quote time, else the bar's timestamp."""
@@ -177,6 +268,18 @@ class TwelveDataProvider(Provider):
     limits = Limits(per_minute=8, per_day=800, max_batch=8, max_points=MAX_POINTS)
     key_variable = KEY_VARIABLE
     needs_key = True
+    reports_actions = ACTIONS_TYPES
+
+    @classmethod
+    def asks_actions(cls, asset_type: str, settings: ProviderSettings) -> bool:
+        per_minute = settings.rate_limit(NAME, cls.limits.per_minute)
+        return asset_type in cls.reports_actions and (not per_minute or per_minute >= ACTIONS_COST)
+
+    def __init__(self, session: ProviderSession, base_url: str, api_key: str | None = None):
+        super().__init__(session, base_url, api_key)
+        self._lock = threading.Lock()    # history is fetched on several threads
+        self._asked: dict[Asset, tuple[list[CorporateAction], bool]] = {}   # at most once per asset and run
+        self._stopped: str | None = None  # why no more splits and dividends are asked in this run
 
     def map_symbol(self, asset: Asset) -> str:
         if asset.asset_type == "CRYPTO" and "/" not in asset.symbol:
@@ -186,9 +289,9 @@ class TwelveDataProvider(Provider):
         return asset.symbol
 
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
-        return self.history_answer(asset, start, end).bars
+        return self._series(asset, start, end).bars
 
-    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+    def _series(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
         # end_date bounds the series exclusively in practice; ask for the day after and trim.
         payload = fetch_time_series(self.session, self.base_url, self.api_key, symbol, start, end + timedelta(days=1))
@@ -199,6 +302,64 @@ class TwelveDataProvider(Provider):
             raise unexpected_answer(NAME, where)
         return HistoryAnswer.of([bar for bar in parse_time_series(payload, asset, symbol) if bar.date <= end],
                                 time_series_meta(payload, asset, symbol))
+
+    def history_answer(self, asset: Asset, start: date, end: date, *, actions: bool = True) -> HistoryAnswer:
+        answer = self._series(asset, start, end)
+        if not actions or asset.asset_type not in self.reports_actions:
+            return answer
+        reported, checked = self.actions_once(asset)
+        return replace(answer, actions=reported, checked_actions=checked)
+
+    def actions_once(self, asset: Asset) -> tuple[list[CorporateAction], bool]:
+        """`asset`'s splits and dividends, and whether they are all of them; asked at most once per run."""
+        with self._lock:
+            done = self._asked.get(asset)
+        if done is not None:
+            return done
+        per_minute = self.session.limiter.per_minute
+        if per_minute is not None and per_minute < ACTIONS_COST:
+            self._stop(f"/splits and /dividends cost {ACTIONS_COST} API credits each, more than the {per_minute:g} "
+                       f"a minute in force (Twelve Data's free plan; a Grow plan or above serves them: set "
+                       f"PROVIDER_RATE_LIMITS={NAME}=N to its rate)")
+        result = ([], False) if self._stopped else self._fetch_actions(asset)
+        with self._lock:
+            self._asked[asset] = result
+        return result
+
+    def _fetch_actions(self, asset: Asset) -> tuple[list[CorporateAction], bool]:
+        symbol = self.provider_symbol(asset)
+        found: list[CorporateAction] = []
+        try:
+            found += parse_splits(self._actions_payload(fetch_splits, "/splits", symbol), asset)
+            found += parse_dividends(self._actions_payload(fetch_dividends, "/dividends", symbol), asset, symbol)
+        except (PlanRefusal, QuotaExhaustedError) as exc:
+            self._stop(str(exc))
+            return found, False
+        except (NotFoundError, RetryableError) as exc:
+            log.warning("%s: %s: splits and dividends not available (%s); the bars load without them and they are "
+                        "asked again on a later run", NAME, asset.spec, exc)
+            return found, False
+        return found, True
+
+    def _actions_payload(self, fetch: Callable[..., Any], path: str, symbol: str) -> Any:
+        payload = fetch(self.session, self.base_url, self.api_key, symbol)
+        where = describe_url(f"{self.base_url}{path}", {"symbol": symbol})
+        if is_error(payload) and (payload.get("code") == 403 or is_plan_refusal(payload)):
+            raise PlanRefusal(f"{where} is not on this key's plan ({scrub(str(payload.get('message')), self.api_key)})")
+        if is_error(payload):
+            raise api_error(payload, where, self.api_key)
+        if not isinstance(payload, dict):
+            raise unexpected_answer(NAME, where)
+        return payload
+
+    def _stop(self, why: str) -> None:
+        """Ask no more splits and dividends in this run, and say why once."""
+        with self._lock:
+            if self._stopped is not None:
+                return
+            self._stopped = why
+        log.warning("%s: %s — splits and dividends are not asked again in this run; the bars still load, and the "
+                    "actions stay unchecked for a later run (adj_close uses those already stored)", NAME, why)
 
     def quotes(self, assets: Sequence[Asset]) -> QuoteBatch:
         batch = QuoteBatch()

@@ -243,7 +243,7 @@ class YahooProvider(Provider):
     def history(self, asset: Asset, start: date, end: date) -> list[Bar]:
         return self.history_answer(asset, start, end).bars
 
-    def history_answer(self, asset: Asset, start: date, end: date) -> HistoryAnswer:
+    def history_answer(self, asset: Asset, start: date, end: date, *, actions: bool = True) -> HistoryAnswer:
         symbol = self.provider_symbol(asset)
         try:
             payload = fetch_history(self.auth, self.base_url, symbol, start, end)
