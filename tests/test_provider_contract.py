@@ -42,7 +42,7 @@ from etl.providers import PROVIDERS
 from etl.providers.base import Provider
 from etl.validate import validate_bars, validate_quotes
 from support.db import rows, scalar
-from support.fake_api import Response, fixture_json
+from support.fake_api import Request, Response, fixture_json
 from support.market_apis import Day, MarketApis, Spoil, Tick
 from support.providers import KEYS, build_provider
 from support.runner import UNREACHABLE, run_etl
@@ -592,3 +592,41 @@ def test_an_unreachable_provider_is_asked_once_per_run_and_the_others_go_on(run_
     assert set(failed) == {api.asset.symbol, api.neighbour.symbol}
     assert all(f"{name}: cannot connect" in error for error in failed.values()), failed
     assert stored_closes(db, other)
+
+
+@dataclass(frozen=True)
+class ActionsApi:
+    """A provider that asks for a stock's corporate actions in requests of their own: how to tell them
+    from its history request, and a good answer to that."""
+
+    is_actions: Callable[[Request], bool]
+    history: Response
+
+
+ACTIONS_APIS = {
+    "twelvedata": ActionsApi(lambda request: request.path in ("/splits", "/dividends"),
+                             fixture("twelvedata/time_series_aapl.json")),
+    "alphavantage": ActionsApi(lambda request: request.query.get("function") in ("SPLITS", "DIVIDENDS"),
+                               fixture("alphavantage/time_series_daily_ibm.json")),
+}
+ACTIONS_IN_THE_HISTORY_ANSWER = {"yahoo"}   # its chart answer holds them: no request of their own
+
+
+def test_every_provider_reporting_corporate_actions_is_under_the_contract():
+    assert set(ACTIONS_APIS) | ACTIONS_IN_THE_HISTORY_ANSWER == {name for name, cls in PROVIDERS.items()
+                                                                 if cls.reports_actions}
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: fault.name)
+@pytest.mark.parametrize("name", ACTIONS_APIS)
+def test_a_fault_of_the_actions_requests_leaves_the_bars_with_the_actions_unchecked(fake_api, name, fault):
+    """Only a bad key stops the job; any other fault costs the check (asked again later), never the bars."""
+    api, actions = APIS[name], ACTIONS_APIS[name]
+    fake_api.route(ANY_PATH, lambda request: fault.answer(api) if actions.is_actions(request) else actions.history)
+    got = outcome(lambda provider, asset: provider.history_answer(asset, START, END),
+                  api.provider(fake_api.base_url), api.asset)
+    assert any(actions.is_actions(request) for request in fake_api.requests)
+    if fault.expected is FatalError:
+        assert isinstance(got, FatalError) and name in str(got)
+    else:
+        assert got.bars and not got.checked_actions, got

@@ -18,8 +18,9 @@ concerns one request, never the whole job.
 Prices are as traded. With a stock's or ETF's history come its splits and
 dividends (SPLITS: `data` [{effective_date, split_factor}]; DIVIDENDS: `data`
 [{ex_dividend_date, amount, …}], amounts as paid, "None" where unknown): two
-more requests, once per asset and run. Should they fail, the bars still load
-and the actions are asked again on the next run.
+more requests, once per asset and run, and none when the pipeline knows them
+through today already. Should they fail, the bars still load and the actions
+are asked again on the next run.
 
 Quotes: GLOBAL_QUOTE for stocks and ETFs, CURRENCY_EXCHANGE_RATE for forex and
 crypto, one symbol per request. GLOBAL_QUOTE has a trading day but no time,
