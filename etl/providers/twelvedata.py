@@ -316,7 +316,8 @@ class TwelveDataProvider(Provider):
             done = self._asked.get(asset)
         if done is not None:
             return done
-        per_minute = self.session.limiter.per_minute
+        interval = self.session.limiter.interval
+        per_minute = 60.0 / interval if interval else None
         if per_minute is not None and per_minute < ACTIONS_COST:
             self._stop(f"/splits and /dividends cost {ACTIONS_COST} API credits each, more than the {per_minute:g} "
                        f"a minute in force (Twelve Data's free plan; a Grow plan or above serves them: set "

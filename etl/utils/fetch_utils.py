@@ -129,11 +129,6 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    @property
-    def per_minute(self) -> float | None:
-        """The units a minute this limiter allows; None: unlimited."""
-        return 60.0 / self.interval if self.interval else None
-
     def wait(self, cost: int = 1) -> None:
         """Wait for this request's turn; a stop request (see etl.stopping) ends the wait with `Interrupted`,
         and so does whatever `self.check` raises (called every ABORT_CHECK_SECONDS while waiting)."""
