@@ -16,7 +16,7 @@ import pytest
 from etl.config import Settings
 from etl.models import Asset, CorporateAction
 from etl.pipeline.chain import ProviderChain
-from etl.providers import make_provider
+from etl.pipeline.provider_setup import make_provider
 from etl.providers.twelvedata import ACTIONS_COST, parse_dividends, parse_splits
 from support.db import rows, scalar
 from support.fake_api import Response, fixture_json, fixture_text
