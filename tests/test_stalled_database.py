@@ -70,3 +70,13 @@ def test_the_run_after_a_stall_takes_over_the_lock_the_stalled_session_still_hol
     assert "stopped answering (no heartbeat for" in outcome.next_run.stderr
     assert outcome.left_running == 0
     assert rows(db, "SELECT status, left(error, 9) FROM etl_job_runs ORDER BY run_id")[0] == ("failed", "abandoned")
+
+
+def test_a_statement_the_server_is_still_running_is_never_cut(etl_env, db):
+    """Past ETL_DB_TIMEOUT the server is asked, and a session busy with its statement goes on."""
+    from support.runner import PYTHON, REPO, run_etl_process
+
+    result = run_etl_process([PYTHON, str(REPO / "tests" / "support" / "sample_job.py"), "--sql-sleep",
+                              str(4 * DB_TIMEOUT)], {**etl_env, "ETL_DB_TIMEOUT": str(DB_TIMEOUT)})
+    assert result.returncode == 0, result.stderr
+    assert rows(db, "SELECT status FROM etl_job_runs") == [("success",)]

@@ -47,7 +47,7 @@ class DatabaseUnresponsive(EtlError):
 
 
 class _Wait:
-    __slots__ = ("conn", "what", "started", "deadline", "cut", "reachable")
+    __slots__ = ("conn", "what", "started", "deadline", "cut", "reachable", "probing")
 
     def __init__(self, conn: "GuardedConnection", what: str):
         self.conn, self.what = conn, what
@@ -55,6 +55,7 @@ class _Wait:
         self.deadline = self.started + conn.deadline_timeout
         self.cut = False
         self.reachable = False
+        self.probing = False
 
 
 class _Watchdog:
@@ -84,13 +85,15 @@ class _Watchdog:
         while True:
             with self._changed:
                 now = time.monotonic()
-                due = [w for w in self._waits if w.deadline <= now]
+                due = [w for w in self._waits if w.deadline <= now and not w.probing]
                 if not due:
-                    soonest = min((w.deadline for w in self._waits), default=now + 60)
+                    soonest = min((w.deadline for w in self._waits if not w.probing), default=now + 60)
                     self._changed.wait(max(0.05, soonest - now))
                     continue
-            for wait in due:
-                self._expire(wait)
+                for wait in due:
+                    wait.probing = True
+            for wait in due:  # each asked on its own thread: one stalled probe must not delay the others
+                threading.Thread(target=self._expire, args=(wait,), name="db-expire", daemon=True).start()
 
     def _expire(self, wait: _Wait) -> None:
         conn = wait.conn
@@ -99,7 +102,8 @@ class _Watchdog:
             if wait not in self._waits:
                 return  # it finished while we looked
             if busy:
-                wait.deadline = time.monotonic() + conn.deadline_timeout
+                wait.deadline, wait.probing = time.monotonic() + conn.deadline_timeout, False
+                self._changed.notify()
                 log.debug("database: %s still running after %.0f s; the server is working on it", wait.what,
                           time.monotonic() - wait.started)
                 return
