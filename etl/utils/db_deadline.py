@@ -68,6 +68,8 @@ class _Watchdog:
 
     def begin(self, wait: _Wait) -> None:
         with self._changed:
+            if unreachable():
+                wait.deadline = wait.started  # the server was just found unreachable: do not wait again
             self._waits.add(wait)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._watch, name="db-deadline", daemon=True)
@@ -97,7 +99,10 @@ class _Watchdog:
 
     def _expire(self, wait: _Wait) -> None:
         conn = wait.conn
-        busy, reachable = _server_is_working(conn)
+        busy, reachable = (False, False) if unreachable() else _server_is_working(conn)
+        if not reachable:
+            global _unreachable_until
+            _unreachable_until = time.monotonic() + 2 * conn.deadline_timeout
         with self._changed:
             if wait not in self._waits:
                 return  # it finished while we looked
@@ -115,6 +120,15 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+# Until when the database counts as unreachable, once a probe could not reach it: every wait on it is cut
+# at once and `db_utils.connect` gives up at once, so a failing run's last steps (recording its end, its
+# provider health) cost nothing more. One database per process, so one flag.
+_unreachable_until = 0.0
+
+
+def unreachable() -> bool:
+    """Whether a probe found the database unreachable moments ago."""
+    return time.monotonic() < _unreachable_until
 
 
 def cut(conn) -> None:

@@ -25,6 +25,7 @@ from psycopg2 import sql
 
 from etl.config import Settings
 from etl.errors import EtlError
+from etl.utils import db_deadline
 from etl.utils.db_deadline import GuardedConnection
 from etl.utils.log_utils import one_line, redact
 
@@ -44,6 +45,9 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg2.extensi
     after ETL_DB_TIMEOUT (at most CONNECT_TIMEOUT_SECONDS), and every later wait
     for the server is bounded too (etl/utils/db_deadline.py).
     """
+    if db_deadline.unreachable():
+        raise EtlError(f"database: cannot connect to {describe_target(settings)}: it stopped answering moments "
+                       "ago — check the server and the network, then run again")
     timeout = max(2, min(CONNECT_TIMEOUT_SECONDS, int(settings.db_timeout)))
     params = _connect_params(settings, timeout)
     try:
