@@ -53,7 +53,7 @@ def test_a_backfill_whose_database_stalls_after_some_commits_ends_within_the_bou
 def test_a_run_whose_database_stalls_before_any_commit_ends_within_the_bound_with_exit_1_and_one_line(
         proxied, db, etl_env):
     proxy, through_proxy = proxied
-    outcome = stalled_run(["generate_mock_transactions", "--accounts", "2", "--months", "3", "--seed", "7"],
+    outcome = stalled_run(["generate_mock_transactions", "--accounts", "300", "--months", "24", "--seed", "7"],
                           {**etl_env, **through_proxy}, etl_env, proxy, db, commits_first=0, limit=BOUND)
     assert outcome.ended.code == 1, (outcome.ended.seconds, outcome.ended.stderr[-2000:])
     assert_one_line(outcome.ended, "generate_mock_transactions: database stopped answering")

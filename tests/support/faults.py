@@ -304,17 +304,15 @@ class StalledRun:
 
 def stalled_run(argv: list[str], env: dict[str, str], direct_env: dict[str, str], proxy: StallingProxy, db, *,
                 commits_first: int, limit: float, wait_stale: float | None = None) -> StalledRun:
-    """Run `argv` through `proxy` (`env`), stall the proxy once the run has committed `commits_first` assets
-    (or, with 0, once the job has connected), and wait up to `limit` seconds for the job to end. With
+    """Run `argv` through `proxy` (`env`), stall the proxy once the run has started and committed
+    `commits_first` assets, and wait up to `limit` seconds for the job to end. With
     `wait_stale` seconds, then run the job again straight to the database (`direct_env`)."""
     schema = env["DB_SCHEMA"]
     process = start_job(argv, env)
+    run_id = wait_for(lambda: _running_run(db, schema) or process.poll() is not None, 60, "the run to start")
     if commits_first:
-        run_id = wait_for(lambda: _running_run(db, schema) or process.poll() is not None, 60, "the run to start")
         wait_for(lambda: _committed(db, schema, run_id) >= commits_first or process.poll() is not None, 60,
                  "committed assets")
-    else:
-        wait_for(lambda: proxy.connections >= 1, 30, "the job to connect")
     committed = _committed(db, schema, run_id) if commits_first else 0
     proxy.stall()
     ended = wait_for_end(process, time.monotonic(), limit)
