@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ETL := $(VENV)/bin/etl
+# pytest-xdist workers; the tests mostly wait on servers, so more than the cores pays (TEST_WORKERS=0: one process)
+TEST_WORKERS ?= 4
 
 .PHONY: venv tools run test test-quick bench clean
 
@@ -27,11 +29,11 @@ tools:
 
 ## test: the whole test suite against real PostgreSQL, Kafka and loopback HTTP servers
 test: venv tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## test-quick: everything but the container, deployment and browser tests (needs no system tools)
 test-quick: venv
-	$(PY) -m pytest -m "not container and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not container and not browser" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) bench/load.py
