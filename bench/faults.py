@@ -11,6 +11,12 @@
    provider's host unresolvable; seconds until each job gives up (target < 15 s).
 3. kill -9: a backfill killed at random points (KILLS times), then a final run,
    compared row for row with a clean run of the same backfill.
+4. A stalled database: the backfill's PostgreSQL connection goes through a
+   loopback proxy that stops forwarding after two assets are committed; seconds
+   until the job gives up (exit 3, one line; bound about 3 × ETL_DB_TIMEOUT),
+   then a run straight to the database takes over the stale lock and finishes.
+5. SIGTERM and SIGINT once a backfill has committed an asset: exit 143 / 130,
+   the run row partial, nothing left running (tests/support/faults.py).
 
 Uses a throwaway database on the test server (benchdb). The last line is the headline.
 """
@@ -34,6 +40,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import psycopg2  # noqa: E402
 
 from support.fake_api import FakeApi, Request, Response  # noqa: E402
+from support.faults import StallingProxy, backfill_argv, signalled_backfill, stalled_run  # noqa: E402
 from support.yahoo_server import YahooServer  # noqa: E402
 
 START, END = date(2023, 1, 2), date(2024, 6, 28)
@@ -203,6 +210,46 @@ def kill_nine() -> tuple[int, int, bool]:
     del server
 
 
+STALL_TIMEOUT = 2  # ETL_DB_TIMEOUT for the stalled-database scenario, seconds
+
+
+def stalled_and_signalled() -> tuple[float, bool, bool]:
+    """(seconds to give up on a stalled database, the next run took over, both signals ended cleanly)."""
+    api = FakeApi()
+    YahooServer(api)
+    symbols = [f"S{i}:STOCK" for i in range(12)]
+    try:
+        with throwaway_database("bench_stall") as url:
+            assert etl(["migrate"], job_env(url))[0] == 0
+            db = psycopg2.connect(url)
+            db.autocommit = True
+            base = job_env(url, YAHOO_BASE_URL=api.base_url, PROVIDER_RATE_LIMITS="yahoo=60", DB_SCHEMA="public",
+                           ETL_DB_TIMEOUT=str(STALL_TIMEOUT), ETL_STALE_RUN_SECONDS="3")
+            proxy, proxied_url = StallingProxy.for_url(url)
+            try:
+                stalled = stalled_run(backfill_argv(symbols), {**base, "DATABASE_URL": proxied_url}, base, proxy, db,
+                                      commits_first=2, limit=10 * STALL_TIMEOUT, wait_stale=3.5)
+            finally:
+                proxy.close()
+            took_over = stalled.next_run is not None and stalled.next_run.code == 0 and stalled.left_running == 0
+            print(f"  stalled after {stalled.committed_before} committed assets: exit {stalled.ended.code} in "
+                  f"{stalled.ended.seconds:.1f} s (ETL_DB_TIMEOUT={STALL_TIMEOUT}); next run exit "
+                  f"{stalled.next_run.code if stalled.next_run else '-'}, {stalled.left_running} left running")
+            clean_signals = True
+            for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+                db.cursor().execute("TRUNCATE market_data, market_data_fetch_ledger, corporate_actions")
+                ended = signalled_backfill(base, db, symbols, signum)
+                ok = ended.ended.code == code and ended.status == "partial" and ended.running_left == 0
+                clean_signals &= ok
+                print(f"  {ended.signal}: exit {ended.ended.code} in {ended.ended.seconds:.1f} s, run "
+                      f"{ended.status}, {len(ended.announced)} committed asset(s) announced, "
+                      f"{ended.running_left} left running")
+            db.close()
+            return stalled.ended.seconds, stalled.ended.code == 3 and took_over, clean_signals
+    finally:
+        api.close()
+
+
 def main() -> int:
     print("data faults (historical job, one faulty symbol beside 8 healthy ones):")
     survived, faults, compared = data_faults()
@@ -210,12 +257,16 @@ def main() -> int:
     seconds = offline()
     print(f"kill -9 during a backfill of {KILL_SYMBOLS} symbols:")
     kills, rows, identical = kill_nine()
+    print("a stalled database, then SIGTERM and SIGINT, during a backfill of 12 symbols:")
+    stall_seconds, stall_ok, signals_ok = stalled_and_signalled()
     slowest = max(seconds.values())
     print(f"faults: {survived}/{faults} data faults survived ({compared} healthy rows compared, 0 lost "
           f"{'confirmed' if survived == faults else 'NOT confirmed'}); offline 100 assets given up in "
           f"{slowest:.1f} s (target < 15 s); kill -9 x{kills}: {rows} rows "
-          f"{'identical to a clean run' if identical else 'DIFFER from a clean run'}")
-    return 0 if survived == faults and slowest < 15 and identical else 1
+          f"{'identical to a clean run' if identical else 'DIFFER from a clean run'}; stalled database given up "
+          f"in {stall_seconds:.1f} s {'and taken over' if stall_ok else 'NOT cleanly'}; SIGTERM/SIGINT "
+          f"{'130/143, nothing left running' if signals_ok else 'NOT clean'}")
+    return 0 if survived == faults and slowest < 15 and identical and stall_ok and signals_ok else 1
 
 
 if __name__ == "__main__":
