@@ -19,14 +19,6 @@ from support.services import TansuBroker, TestDatabaseServer, stop_server
 _schemas = itertools.count(1)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs several workers with --dist loadgroup) the container tests
-    share one worker, so the test image is built once per run."""
-    for item in items:
-        if item.get_closest_marker("container"):
-            item.add_marker(pytest.mark.xdist_group("container"))
-
-
 @pytest.fixture(scope="session")
 def database_server():
     server = TestDatabaseServer()

@@ -10,7 +10,8 @@ import pytest
 from support import container
 from support.db import row_count
 
-pytestmark = pytest.mark.container
+# One xdist worker runs them all (`make test` uses --dist loadgroup), so the image is built once.
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]
 
 
 @pytest.fixture(scope="session")
