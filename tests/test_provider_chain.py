@@ -2,7 +2,6 @@
 
 import re
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,11 +12,11 @@ from etl.pipeline.budget import DailyBudget
 from etl.pipeline.chain import ProviderChain, candidates
 from support.db import rows, scalar
 from support.fake_api import Request, Response, fixture_json
+from support.keyless_servers import ECB_RATE, ecb_days, frankfurter_latest, frankfurter_series
 from support.runner import run_etl
 from support.yahoo_server import YahooServer
 
 START, END = date(2024, 3, 4), date(2024, 3, 8)
-ECB_RATE = Decimal("1.0876")
 
 
 def chain_for(asset: Asset, override: str | None = None, **env: str) -> list[str]:
@@ -44,22 +43,6 @@ def test_the_provider_option_replaces_the_configured_chain():
 def test_the_provider_option_wins_over_the_assets_own_provider():
     asset = Asset("EUR/USD", "FOREX", provider="frankfurter")
     assert chain_for(asset, "yahoo", FOREX_PROVIDERS="frankfurter") == ["yahoo"]
-
-
-def ecb_days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1) if (first + timedelta(days=i)).weekday() < 5]
-
-
-def frankfurter_series(request: Request) -> dict:
-    """`/{start}..{end}?base=EUR&symbols=USD` in Frankfurter's documented format."""
-    first, last = (date.fromisoformat(p) for p in request.path.strip("/").split(".."))
-    return {"amount": 1.0, "base": request.query["base"], "start_date": first.isoformat(), "end_date": last.isoformat(),
-            "rates": {d.isoformat(): {request.query["symbols"]: float(ECB_RATE)} for d in ecb_days(first, last)}}
-
-
-def frankfurter_latest(request: Request) -> dict:
-    return {"amount": 1.0, "base": request.query["base"], "date": date.today().isoformat(),
-            "rates": {s: float(ECB_RATE) for s in request.query["symbols"].split(",")}}
 
 
 @pytest.fixture
