@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from etl.models import NO_META, AnswerMeta, Asset
+from etl.models import NO_META, AnswerMeta, Asset, HistoryAnswer
 from etl.pipeline.chain import Served
 from etl.pipeline.history import Part, answers_meta
 from etl.pipeline.plan import Span
@@ -155,7 +155,8 @@ def test_what_the_asset_table_would_refuse_or_python_cannot_use_is_left_out():
 
 
 def part(provider: str, meta: AnswerMeta) -> Part:
-    return Part(Served(provider, Span(date(2024, 3, 4), date(2024, 3, 8)), [], meta=meta), Validated([], 0))
+    return Part(Served(provider, Span(date(2024, 3, 4), date(2024, 3, 8)), [], HistoryAnswer([], meta=meta)),
+                Validated([], 0))
 
 
 def test_over_several_answers_each_field_comes_from_the_first_that_carries_it():

@@ -173,7 +173,7 @@ def test_the_chain_asks_no_actions_of_twelve_data_for_older_days_once_a_newer_pa
     today = utc_today()
     parts, _ = ProviderChain(settings).history_parts(Asset("IBM", "STOCK", currency="USD"),
                                                      today - timedelta(days=300), today, today=today)
-    assert [(part.provider, part.checked_actions) for part in parts] == [("alphavantage", True),
+    assert [(part.provider, part.answer.checked_actions) for part in parts] == [("alphavantage", True),
                                                                          ("twelvedata", False)]
     assert fake_api.requests_to("/time_series")
     assert fake_api.requests_to("/splits") == [] and fake_api.requests_to("/dividends") == []

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
 from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, ProviderUnavailableError,
                         QuotaExhaustedError, RetryableError)
-from etl.models import NO_META, AnswerMeta, Asset, Bar, CorporateAction, Quote
+from etl.models import Asset, Bar, HistoryAnswer, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
 from etl.pipeline.plan import Span, widened
 from etl.pipeline.provider_sessions import SavedSessions
@@ -89,16 +89,13 @@ def covered_from(bars: Sequence[Bar], first: date, max_points: int | None) -> da
 
 @dataclass(frozen=True)
 class Served:
-    """What one provider answered for the part of a span it covers (see `HistoryAnswer`)."""
+    """What one provider answered for the part of a span it covers: its `answer`, and of the answer's
+    bars those inside the part (`bars`)."""
 
     provider: str
     span: Span
     bars: list[Bar]
-    actions: list[CorporateAction] = field(default_factory=list)
-    answered: tuple[date, date] | None = None
-    listed_from: date | None = None
-    checked_actions: bool = False
-    meta: AnswerMeta = NO_META
+    answer: HistoryAnswer
 
 
 def for_provider(asset: Asset, name: str) -> Asset:
@@ -252,11 +249,10 @@ class ProviderChain:
                     with reading(name, asset.spec):
                         answer = self.provider(name).history_answer(
                             for_provider(asset, name), *widened(asset.asset_type, first, last, reach, today),
-                            actions=actions and not any(part.checked_actions for part in parts))
+                            actions=actions and not any(part.answer.checked_actions for part in parts))
                     bars = [bar for bar in answer.bars if first <= bar.date <= last]
                     covered = covered_from(answer.bars, first, provider_limits(name).max_points)
-                    parts.append(Served(name, Span(covered, last), bars, answer.actions, answer.answered,
-                                        answer.listed_from, answer.checked_actions, answer.meta))
+                    parts.append(Served(name, Span(covered, last), bars, answer))
                     if covered > first:
                         log.info("%s: %s returned its maximum of %d bars, from %s on; asking it for %s..%s",
                                  asset.spec, name, len(bars), covered, first, covered - timedelta(days=1))

@@ -192,7 +192,7 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
     """Fetch every span of one asset (runs on a worker thread; no database access)."""
     fetched = Fetched(plan.asset)
     for span in plan.spans:
-        checked = any(part.served.checked_actions for part in fetched.parts)
+        checked = any(part.served.answer.checked_actions for part in fetched.parts)
         parts, error = chain.history_parts(plan.asset, span.start, span.end, today=today,
                                            actions=plan.check_actions and not checked)
         for served in parts:
@@ -284,8 +284,8 @@ def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today:
         answered = [fetched for fetched in group if fetched.parts]
         if not run.dry_run and answered:
             loaded = adjust.load_assets(cur, [(fetched.asset, [adjust.Answered(p.served.provider, p.validated.rows,
-                                                                               p.served.actions,
-                                                                               p.served.checked_actions)
+                                                                               p.served.answer.actions,
+                                                                               p.served.answer.checked_actions)
                                                                for p in fetched.parts]) for fetched in answered],
                                         fetched_at=fetched_at, today=today)
             run.rows_upserted += next(iter(loaded.values())).rows
@@ -322,7 +322,7 @@ def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today:
 
 def answers_meta(parts: Sequence[Part]) -> AnswerMeta:
     """What the answers said of the asset, each field from the first answer that carries it."""
-    return functools.reduce(AnswerMeta.or_else, (part.served.meta for part in parts), NO_META)
+    return functools.reduce(AnswerMeta.or_else, (part.served.answer.meta for part in parts), NO_META)
 
 
 def _count(run: JobRun, fetched: Fetched) -> int:
@@ -334,7 +334,7 @@ def _count(run: JobRun, fetched: Fetched) -> int:
             run.extra["dropped_rows"] += validated.dropped
             log.info("%s: dropped %d of %d bars from %s for %s (%s)", fetched.asset.spec, validated.dropped,
                      len(validated.rows) + validated.dropped, provider, span, dict(validated.reasons))
-        if part.served.answered is None:
+        if part.served.answer.answered is None:
             log.warning("%s: %s answered %s with no bars at all; no day of it is recorded as having no "
                         "trading, so the next run asks again", fetched.asset.spec, provider, span)
         rows += len(validated.rows)
@@ -348,7 +348,7 @@ def _ledger(cur, group: Sequence[Fetched], *, today: date, lookback_days: int) -
     entries = []
     for (asset, part), (before, after) in zip(parts, around):
         served, validated = part.served, part.validated
-        evidence = Evidence(served.answered, before, after, served.listed_from)
+        evidence = Evidence(served.answer.answered, before, after, served.answer.listed_from)
         returned = part.served_days - unusable_days(part.served_days, validated, today=today)
         entries.append((asset, served.provider, served.span, len(validated.rows) + validated.dropped,
                         validated.dropped,
