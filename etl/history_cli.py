@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_or_exit(build_parser(), argv)
-    stopping.install_handlers()
-    return run_cli(f"{PROG} rebase", lambda settings: rebase(options, settings))
+    with stopping.handling_signals():
+        return run_cli(f"{PROG} rebase", lambda settings: rebase(options, settings))
 
 
 def rebase(options, settings: Settings) -> RunResult:

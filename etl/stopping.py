@@ -95,7 +95,7 @@ def handling_signals() -> Iterator[None]:
         return
     reset()
     earlier = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    earlier_fd = install_handlers()
+    earlier_fd = _install_handlers()
     try:
         yield
     finally:
@@ -106,7 +106,7 @@ def handling_signals() -> Iterator[None]:
         reset()
 
 
-def install_handlers() -> int:
+def _install_handlers() -> int:
     """SIGINT and SIGTERM ask the job to stop (exit 130 / 143); a second signal exits at once. Returns the
     wakeup fd set before (see `signal.set_wakeup_fd`).
 
