@@ -10,8 +10,8 @@ from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 
 from etl.assets import register_assets
-from etl.models import Asset, Quote
-from etl.pipeline.store import upsert_quotes
+from etl.models import Asset, Bar, Quote
+from etl.pipeline.store import upsert_bars, upsert_quotes
 from etl.utils.db_utils import bulk_upsert, copy_value
 from support.db import rows, scalar
 
@@ -231,3 +231,39 @@ def test_copy_text_of_a_batch_is_each_value_as_copy_value_writes_it():
         _copy_buffer([(Decimal("NaN"),)])
     with pytest.raises(TypeError, match="floats"):
         _copy_buffer([(1.5,)])
+
+
+LATER = datetime(2024, 1, 10, 21, 0, tzinfo=timezone.utc)
+
+
+def history_bar(symbol: str, day: int, price: str) -> Bar:
+    return Bar(symbol, "STOCK", date(2024, 1, day), Decimal(price), "yahoo", adj_close=Decimal(price))
+
+
+@pytest.mark.parametrize("autocommit", [False, True])
+def test_new_assets_are_copied_straight_in_and_merged_when_a_row_of_theirs_was_stored_meanwhile(market, autocommit):
+    """upsert_bars' fast path for assets with nothing stored: COPY into market_data. A row stored since
+    (a live quote of the same day) makes that COPY fail as a whole; the rows are then merged like any
+    others, in the same transaction, the stored row keeping its change as a merge does."""
+    market.autocommit = autocommit
+    with market.cursor() as cur:
+        cur.execute("INSERT INTO market_data (symbol, asset_type, date, price, change, source, as_of) "
+                    "VALUES ('MSFT', 'STOCK', '2024-01-03', 99, 1.5, 'yahoo', %s)", (T0,))
+        written, inserted = upsert_bars(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11"),
+                                              history_bar("MSFT", 2, "100"), history_bar("MSFT", 3, "101")],
+                                        LATER, new_assets={("AAPL", "STOCK"), ("MSFT", "STOCK")})
+    market.commit()
+    assert written == 4 and inserted == set()
+    assert rows(market, "SELECT symbol, date, price, change FROM market_data ORDER BY symbol, date") == [
+        ("AAPL", date(2024, 1, 2), Decimal("10"), None), ("AAPL", date(2024, 1, 3), Decimal("11"), Decimal("1.0000")),
+        ("MSFT", date(2024, 1, 2), Decimal("100"), None), ("MSFT", date(2024, 1, 3), Decimal("101"), Decimal("1.5"))]
+
+
+def test_a_new_assets_rows_are_copied_in_with_their_final_changes(market):
+    with market.cursor() as cur:
+        written, inserted = upsert_bars(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11.00")], LATER,
+                                        new_assets={("AAPL", "STOCK")})
+    market.commit()
+    assert (written, inserted) == (2, {("AAPL", "STOCK")})
+    assert rows(market, "SELECT price, change, percent_change FROM market_data ORDER BY date") == [
+        (Decimal("10"), None, None), (Decimal("11.00"), Decimal("1.000000"), Decimal("10.000000"))]

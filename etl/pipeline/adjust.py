@@ -19,7 +19,7 @@ rows, the bars and the rebased adjusted closes are committed together or not at 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
@@ -52,6 +52,7 @@ class Loaded:
     rebased: bool = False
     rebased_rows: int = 0                                  # stored rows whose adj_close was multiplied
     had_rows: bool = True                                  # the asset had rows stored before this load
+    final_moves: bool = False                              # its rows were all new, their changes already final
     filled_rows: int = 0                                   # its rows whose adj_close was computed here
 
 
@@ -91,7 +92,16 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
         older_stored = first is not None and fresh and first < min(fresh)
         references[asset] = stored_reference(cur, asset, fresh) if older_stored else None
 
-    rows = store.upsert_bars(cur, [bar for loaded in result.values() for bar in loaded.bars], fetched_at)
+    new_assets = {(asset.symbol, asset.asset_type): result[asset] for asset in assets
+                  if firsts.get((asset.symbol, asset.asset_type)) is None}
+    for key, loaded in new_assets.items():
+        if not known_by.get(key) and not loaded.new_actions:
+            loaded.bars = with_price_as_adj_close(loaded.bars)
+    rows, inserted = store.upsert_bars(cur, [bar for loaded in result.values() for bar in loaded.bars], fetched_at,
+                                       new_assets=new_assets)
+    for key in inserted:
+        loaded = new_assets[key]
+        loaded.final_moves = all(bar.adj_close is not None and bar.date < today for bar in loaded.bars)
     insert_actions(cur, [action for loaded in result.values() for action in loaded.new_actions])
     closes_by = previous_closes_of(cur, [asset for asset in assets if known_by.get((asset.symbol, asset.asset_type))
                                          or result[asset].new_actions])
@@ -106,13 +116,20 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
         if new_factors:
             loaded.rebased_rows = rebase(cur, asset, new_factors, exclude=fresh_by[asset])
             loaded.rebased = firsts.get(key) is not None and firsts[key] < max(day for day, _ in new_factors)
-        fill[asset] = factors_of(known + loaded.new_actions, closes)
+        if not loaded.final_moves:
+            fill[asset] = factors_of(known + loaded.new_actions, closes)
     by_key = {(asset.symbol, asset.asset_type): loaded for asset, loaded in result.items()}
     for key, filled in fill_adj_closes(cur, fill).items():
         by_key[key].filled_rows = filled
     mark_checked(cur, [asset for asset, answers in items if any(answer.checked_actions for answer in answers)],
                  today)
     return result
+
+
+def with_price_as_adj_close(bars: Sequence[Bar]) -> list[Bar]:
+    """`bars` of an asset with no corporate action known, each without an adjusted close given its
+    price as one, as step 4 would set it after the upsert (one write of each row instead of two)."""
+    return [bar if bar.adj_close is not None else replace(bar, adj_close=bar.price) for bar in bars]
 
 
 def _drift(asset: Asset, reference: tuple[date, Decimal], fresh: dict[date, Decimal],

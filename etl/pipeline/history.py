@@ -294,7 +294,7 @@ def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today:
                 done = loaded[fetched.asset]
                 _report_actions(run, fetched.asset, done)
                 changed = [bar.date for bar in done.bars] + [action.date for action in done.new_actions]
-                if changed:
+                if changed and not done.final_moves:
                     moved.append((fetched.asset, min(changed), max(changed)))
             store.record_fetches(cur, _ledger(cur, answered, today=today, lookback_days=lookback_days), run.run_id)
             store.fill_history_changes(cur, moved, today=today)

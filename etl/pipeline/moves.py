@@ -15,13 +15,12 @@ from decimal import Decimal
 from typing import Iterable
 
 from etl.models import Bar
-from etl.pipeline.pg_numeric import EXACT, divide, round_half_up, scale
+from etl.pipeline.pg_numeric import _POWERS, Scaled, divide, round_half_up, scaled, to_decimal
 
 MAX_CHANGE = Decimal("1e12")           # market_data's bounds (migration 0011): beyond them, NULL
 MAX_PERCENT_CHANGE = Decimal("1e9")
 PERCENT_PLACES = 6
 CHANGE_EXTRA_PLACES = 4                # the change keeps four more decimals than the price
-_ONE, _HUNDRED = Decimal(1), Decimal(100)
 
 Key = tuple[str, str, date]
 
@@ -33,25 +32,30 @@ def batch_moves(bars: Iterable[Bar], *, today: date) -> dict[Key, tuple[Decimal 
     for bar in bars:  # a repeated day keeps its last bar, as the upsert does
         latest[(bar.symbol, bar.asset_type, bar.date)] = bar
     moves: dict[Key, tuple[Decimal | None, Decimal | None]] = {}
-    previous: Bar | None = None
+    previous: tuple[str, str, Scaled, Scaled | None] | None = None
     for key in sorted(latest):
         bar = latest[key]
-        if (previous is not None and (previous.symbol, previous.asset_type) == key[:2] and bar.date < today
-                and bar.price and previous.price):
-            moves[key] = move(previous, bar)
-        previous = bar
+        if not bar.price:
+            previous = None
+            continue
+        current = (bar.symbol, bar.asset_type, scaled(bar.price), scaled(bar.adj_close) if bar.adj_close else None)
+        if previous is not None and previous[:2] == current[:2] and bar.date < today:
+            moves[key] = _move(previous[2:], current[2:])
+        previous = current
     return moves
 
 
-def move(previous: Bar, bar: Bar) -> tuple[Decimal | None, Decimal | None]:
-    """The move of `bar` over `previous`, as fill_history_changes computes it: on adjusted closes when
-    both have one, else on prices; percent = round(100 r, 6), change = round(price r / (1 + r), scale + 4)."""
-    if bar.adj_close and previous.adj_close:
-        rate = EXACT.subtract(divide(bar.adj_close, previous.adj_close), _ONE)
-    else:
-        rate = EXACT.subtract(divide(bar.price, previous.price), _ONE)
-    percent = round_half_up(EXACT.multiply(rate, _HUNDRED), PERCENT_PLACES)
-    change = round_half_up(divide(EXACT.multiply(bar.price, rate), EXACT.add(_ONE, rate)),
-                           scale(bar.price) + CHANGE_EXTRA_PLACES)
+def _move(previous: tuple[Scaled, Scaled | None], current: tuple[Scaled, Scaled | None]) \
+        -> tuple[Decimal | None, Decimal | None]:
+    """The move of a day's (price, adj_close) over the day before's, as fill_history_changes computes it:
+    r on adjusted closes when both have one, else on prices; percent = round(100 r, 6) and
+    change = round(price r / (1 + r), scale(price) + 4)."""
+    (price_before, adj_before), (price, adj) = previous, current
+    ratio = divide(adj, adj_before) if adj and adj_before else divide(price, price_before)
+    ratio_digits, ratio_scale = ratio
+    rate = ratio_digits - _POWERS[ratio_scale]                  # r = ratio - 1, and 1 + r is the ratio
+    percent = to_decimal(round_half_up((rate * 100, ratio_scale), PERCENT_PLACES))
+    change = to_decimal(round_half_up(divide((price[0] * rate, price[1] + ratio_scale), ratio),
+                                      price[1] + CHANGE_EXTRA_PLACES))
     return (change if abs(change) < MAX_CHANGE else None,
             percent if abs(percent) < MAX_PERCENT_CHANGE else None)

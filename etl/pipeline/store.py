@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Iterable, Sequence
 
-from psycopg2 import sql
+from psycopg2 import errors, sql
 from psycopg2.extras import execute_values
 
 from etl.models import Asset, Bar, Quote
 from etl.pipeline.moves import batch_moves
 from etl.pipeline.plan import Span
-from etl.utils.db_utils import bulk_upsert
+from etl.utils.db_utils import bulk_upsert, copy_rows
 
 MARKET_DATA_KEY = ("symbol", "asset_type", "date")
 BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
@@ -174,21 +174,50 @@ def fetched_meanwhile(conn, assets: Sequence[Asset], run_id: int,
     return fetched
 
 
-def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime) -> int:
+def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime, *,
+                new_assets: Iterable[tuple[str, str]] = ()) -> tuple[int, set[tuple[str, str]]]:
     """Historical bars (of any number of assets); `as_of` is the provider's stamp, else the time of the fetch.
+    Returns the rows written and the (symbol, asset_type) of `new_assets` whose rows were all inserted new.
 
     A refetched bar whose values did not change is not rewritten: `as_of` alone
     (a new fetch time) is not a change. A new row gets its change from the bar
     before it in `bars` (`moves.batch_moves`), so that `fill_history_changes`
-    rarely has to rewrite one.
+    rarely has to rewrite one. The bars of `new_assets` (none of their rows
+    stored when their load began) are COPYed straight into market_data, without
+    the staging table and the conflict checks; should one of those rows have been
+    stored meanwhile (a live quote of the same day), they are merged like the others.
     """
-    bars = list(bars)
-    moves = batch_moves(bars, today=fetched_at.astimezone(timezone.utc).date())
-    rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume,
-             b.currency, b.source, b.as_of or fetched_at, *moves.get((b.symbol, b.asset_type, b.date), (None, None)))
-            for b in bars)
-    return bulk_upsert(cur, "market_data", BAR_COLUMNS, rows, key=MARKET_DATA_KEY, compare_exclude=("as_of",),
-                       set_expressions=BAR_MERGE)
+    latest = {(b.symbol, b.asset_type, b.date): b for b in bars}  # a repeated day keeps its last bar
+    moves = batch_moves(latest.values(), today=fetched_at.astimezone(timezone.utc).date())
+    rows_of: dict[tuple[str, str], list[tuple]] = {}
+    for key, b in latest.items():
+        rows_of.setdefault(key[:2], []).append(
+            (b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume, b.currency,
+             b.source, b.as_of or fetched_at, *moves.get(key, (None, None))))
+    inserted = set(new_assets) & set(rows_of)
+    if inserted and not insert_new_rows(cur, [row for asset in inserted for row in rows_of[asset]]):
+        inserted = set()
+    merged = [row for asset, rows in rows_of.items() if asset not in inserted for row in rows]
+    written = bulk_upsert(cur, "market_data", BAR_COLUMNS, merged, key=MARKET_DATA_KEY, compare_exclude=("as_of",),
+                          set_expressions=BAR_MERGE) if merged else 0
+    return written + sum(len(rows_of[asset]) for asset in inserted), inserted
+
+
+def insert_new_rows(cur, rows: Sequence[tuple]) -> bool:
+    """COPY `rows` (BAR_COLUMNS, keys not stored) into market_data; False, with nothing written, when a key
+    turns out to be stored already. Inside a transaction a savepoint keeps the rest of it."""
+    in_transaction = not cur.connection.autocommit
+    if in_transaction:
+        cur.execute("SAVEPOINT new_rows")
+    try:
+        copy_rows(cur, "market_data", BAR_COLUMNS, rows)
+    except errors.UniqueViolation:
+        if in_transaction:
+            cur.execute("ROLLBACK TO SAVEPOINT new_rows")
+        return False
+    if in_transaction:
+        cur.execute("RELEASE SAVEPOINT new_rows")
+    return True
 
 
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:

@@ -220,11 +220,17 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
         if number:
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         unique = {tuple(row[i] for i in key_positions): row for row in batch}
-        cur.copy_expert(copy_text, _copy_buffer(unique.values()))
+        cur.copy_expert(copy_text, _copy_buffer(unique.values()), size=COPY_CHUNK)
         cur.execute(merge)
         written += max(cur.rowcount, 0)
     cur.execute(sql.SQL("DROP TABLE {}").format(stage))
     return written
+
+
+def copy_rows(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` straight into `table` (keys known to be new: a stored one fails the whole COPY)."""
+    copy = sql.SQL("COPY {table} ({cols}) FROM STDIN").format(table=sql.Identifier(table), cols=_identifiers(columns))
+    cur.copy_expert(copy.as_string(cur), _copy_buffer(rows), size=COPY_CHUNK)
 
 
 def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=(),
@@ -271,6 +277,7 @@ def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence
         yield batch
 
 
+COPY_CHUNK = 1 << 20  # bytes handed to the server per call: fewer round trips through Python
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
