@@ -11,7 +11,8 @@ from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 
 from etl.assets import register_assets
 from etl.models import Asset, Bar, Quote
-from etl.pipeline.store import upsert_bars, upsert_quotes
+from etl.pipeline.bar_rows import encode_bars, upsert_bars
+from etl.pipeline.store import upsert_quotes
 from etl.utils.db_utils import bulk_upsert, copy_value
 from support.db import rows, scalar
 
@@ -240,6 +241,13 @@ def history_bar(symbol: str, day: int, price: str) -> Bar:
     return Bar(symbol, "STOCK", date(2024, 1, day), Decimal(price), "yahoo", adj_close=Decimal(price))
 
 
+def upsert_history(cur, bars: list[Bar], new_assets: set) -> tuple[int, set]:
+    by_asset: dict = {}
+    for bar in bars:
+        by_asset.setdefault((bar.symbol, bar.asset_type), []).append(bar)
+    return upsert_bars(cur, {key: encode_bars(of, LATER) for key, of in by_asset.items()}, new_assets=new_assets)
+
+
 @pytest.mark.parametrize("autocommit", [False, True])
 def test_new_assets_are_copied_straight_in_and_merged_when_a_row_of_theirs_was_stored_meanwhile(market, autocommit):
     """upsert_bars' fast path for assets with nothing stored: COPY into market_data. A row stored since
@@ -249,9 +257,9 @@ def test_new_assets_are_copied_straight_in_and_merged_when_a_row_of_theirs_was_s
     with market.cursor() as cur:
         cur.execute("INSERT INTO market_data (symbol, asset_type, date, price, change, source, as_of) "
                     "VALUES ('MSFT', 'STOCK', '2024-01-03', 99, 1.5, 'yahoo', %s)", (T0,))
-        written, inserted = upsert_bars(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11"),
-                                              history_bar("MSFT", 2, "100"), history_bar("MSFT", 3, "101")],
-                                        LATER, new_assets={("AAPL", "STOCK"), ("MSFT", "STOCK")})
+        written, inserted = upsert_history(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11"),
+                                                 history_bar("MSFT", 2, "100"), history_bar("MSFT", 3, "101")],
+                                           new_assets={("AAPL", "STOCK"), ("MSFT", "STOCK")})
     market.commit()
     assert written == 4 and inserted == set()
     assert rows(market, "SELECT symbol, date, price, change FROM market_data ORDER BY symbol, date") == [
@@ -261,8 +269,8 @@ def test_new_assets_are_copied_straight_in_and_merged_when_a_row_of_theirs_was_s
 
 def test_a_new_assets_rows_are_copied_in_with_their_final_changes(market):
     with market.cursor() as cur:
-        written, inserted = upsert_bars(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11.00")], LATER,
-                                        new_assets={("AAPL", "STOCK")})
+        written, inserted = upsert_history(cur, [history_bar("AAPL", 2, "10"), history_bar("AAPL", 3, "11.00")],
+                                           new_assets={("AAPL", "STOCK")})
     market.commit()
     assert (written, inserted) == (2, {("AAPL", "STOCK")})
     assert rows(market, "SELECT price, change, percent_change FROM market_data ORDER BY date") == [

@@ -112,7 +112,7 @@ def write_rows(db, symbol: str, asset_type: str, days: list[tuple]) -> None:
 
 def fill(db, symbol: str, asset_type: str, first: date, last: date, today: date) -> int:
     from etl.models import Asset
-    from etl.pipeline.store import fill_history_changes
+    from etl.pipeline.bar_rows import fill_history_changes
 
     with db.cursor() as cur:
         return fill_history_changes(cur, [(Asset(symbol, asset_type), first, last)], today=today)

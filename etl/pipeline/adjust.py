@@ -22,10 +22,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from etl.models import Asset, Bar, CorporateAction
-from etl.pipeline import store
+from etl.pipeline import bar_rows
+from etl.pipeline.bar_rows import EncodedBars, encode_bars
 from etl.pipeline.actions import (ONE, as_traded_actions, as_traded_bars, factors_of, segments, split_list)
 from etl.providers import provider_class
 
@@ -62,13 +63,16 @@ def load_asset(cur, asset: Asset, answers: Sequence[Answered], *, fetched_at: da
 
 
 def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetched_at: datetime,
-                today: date) -> dict[Asset, Loaded]:
+                today: date, prepared: Mapping[Asset, EncodedBars] | None = None) -> dict[Asset, Loaded]:
     """Steps 1–4 for several assets in one transaction, each step one statement for all of them (a
-    rebase, which is rare, one per asset). Each Loaded's `rows` is the rows written for all of them."""
+    rebase, which is rare, one per asset). Each Loaded's `rows` is the rows written for all of them.
+    `prepared`: rows some assets' fetch threads already encoded (`prepare`), used where what is
+    stored bears their assumptions out."""
     assets = [asset for asset, _ in items]
     known_by = known_actions_of(cur, assets)
     firsts = first_stored(cur, assets)
     result: dict[Asset, Loaded] = {}
+    encoded: dict[tuple[str, str], EncodedBars] = {}
     fresh_by: dict[Asset, dict[date, Decimal]] = {}
     references: dict[Asset, tuple[date, Decimal] | None] = {}
     for asset, answers in items:
@@ -77,31 +81,21 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
         known_keys = {(a.date, a.kind) for a in known}
         splits = _unique(split_list(known) + [a for answer in answers for a in split_list(answer.actions)])
         loaded = result[asset] = Loaded(had_rows=firsts.get(key) is not None)
-        fresh = fresh_by[asset] = {}
-        reported: list[CorporateAction] = []
-        for answer in answers:
-            cls = provider_class(answer.provider)
-            bars = as_traded_bars(answer.bars, cls.price_basis, splits)
-            loaded.bars += bars
-            if cls.gives_adj_close:
-                fresh.update((bar.date, bar.adj_close) for bar in bars if bar.adj_close is not None)
-            reported += as_traded_actions(answer.actions, cls.price_basis, splits)
+        bars, fresh_by[asset], reported = _as_traded(answers, splits)
         loaded.new_actions = sorted((a for a in _unique(reported) if (a.date, a.kind) not in known_keys),
                                     key=lambda a: (a.date, a.kind))
-        first = firsts.get(key)
+        fill = not loaded.had_rows and not known and not loaded.new_actions
+        encoded[key] = _encoded(bars, (prepared or {}).get(asset), splits, fill, fetched_at)
+        loaded.bars = encoded[key].bars
+        first, fresh = firsts.get(key), fresh_by[asset]
         older_stored = first is not None and fresh and first < min(fresh)
         references[asset] = stored_reference(cur, asset, fresh) if older_stored else None
 
-    new_assets = {(asset.symbol, asset.asset_type): result[asset] for asset in assets
-                  if firsts.get((asset.symbol, asset.asset_type)) is None}
-    for key, loaded in new_assets.items():
-        if not known_by.get(key) and not loaded.new_actions:
-            loaded.bars = with_price_as_adj_close(loaded.bars)
-    rows, inserted = store.upsert_bars(cur, [bar for loaded in result.values() for bar in loaded.bars], fetched_at,
-                                       new_assets=new_assets)
+    rows, inserted = bar_rows.upsert_bars(cur, encoded, new_assets=[key for key in encoded if key not in firsts])
+    by_key = {(asset.symbol, asset.asset_type): loaded for asset, loaded in result.items()}
     for key in inserted:
-        loaded = new_assets[key]
-        loaded.final_moves = all(bar.adj_close is not None and bar.date < today for bar in loaded.bars)
+        loaded = by_key[key]
+        loaded.final_moves = all(bar.adj_close is not None for bar in loaded.bars)
     insert_actions(cur, [action for loaded in result.values() for action in loaded.new_actions])
     closes_by = previous_closes_of(cur, [asset for asset in assets if known_by.get((asset.symbol, asset.asset_type))
                                          or result[asset].new_actions])
@@ -118,7 +112,6 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
             loaded.rebased = firsts.get(key) is not None and firsts[key] < max(day for day, _ in new_factors)
         if not loaded.final_moves:
             fill[asset] = factors_of(known + loaded.new_actions, closes)
-    by_key = {(asset.symbol, asset.asset_type): loaded for asset, loaded in result.items()}
     for key, filled in fill_adj_closes(cur, fill).items():
         by_key[key].filled_rows = filled
     mark_checked(cur, [asset for asset, answers in items if any(answer.checked_actions for answer in answers)],
@@ -126,10 +119,52 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
     return result
 
 
-def with_price_as_adj_close(bars: Sequence[Bar]) -> list[Bar]:
-    """`bars` of an asset with no corporate action known, each without an adjusted close given its
-    price as one, as step 4 would set it after the upsert (one write of each row instead of two)."""
-    return [bar if bar.adj_close is not None else replace(bar, adj_close=bar.price) for bar in bars]
+def prepare(answers: Sequence[Answered], fetched_at: datetime) -> EncodedBars:
+    """One asset's rows encoded ahead of its load (on a fetch thread, without the database), assuming
+    the splits its answers report are all that matter and, when they report no action, that none is
+    stored: `load_assets` encodes again where what is stored says otherwise."""
+    splits = _unique(a for answer in answers for a in split_list(answer.actions))
+    bars, _, reported = _as_traded(answers, splits)
+    return _encode(bars, splits, not reported, fetched_at)
+
+
+def _as_traded(answers: Sequence[Answered], splits: Sequence[CorporateAction]) \
+        -> tuple[list[Bar], dict[date, Decimal], list[CorporateAction]]:
+    """Step 1: the answers' bars as traded, the adjusted closes their providers gave (by day), and the
+    actions they reported (amounts as traded)."""
+    bars: list[Bar] = []
+    fresh: dict[date, Decimal] = {}
+    reported: list[CorporateAction] = []
+    for answer in answers:
+        cls = provider_class(answer.provider)
+        converted = as_traded_bars(answer.bars, cls.price_basis, splits)
+        bars += converted
+        if cls.gives_adj_close:
+            fresh.update((bar.date, bar.adj_close) for bar in converted if bar.adj_close is not None)
+        reported += as_traded_actions(answer.actions, cls.price_basis, splits)
+    return bars, fresh, reported
+
+
+def _encoded(bars: list[Bar], guess: EncodedBars | None, splits: Sequence[CorporateAction], fill: bool,
+             fetched_at: datetime) -> EncodedBars:
+    """`guess` when it was encoded on the same splits and filled the same adjusted closes, else `bars` encoded."""
+    if guess is not None and guess.splits == _split_keys(splits) and \
+            guess.filled_adj_close == (fill and any(bar.adj_close is None for bar in bars)):
+        return guess
+    return _encode(bars, splits, fill, fetched_at)
+
+
+def _encode(bars: list[Bar], splits: Sequence[CorporateAction], fill: bool, fetched_at: datetime) -> EncodedBars:
+    """`bars` encoded; with `fill` (nothing stored, no corporate action known) a bar without an adjusted
+    close gets its price as one, as step 4 would set it after the upsert: one write of each row, not two."""
+    filled = fill and any(bar.adj_close is None for bar in bars)
+    if filled:
+        bars = [bar if bar.adj_close is not None else replace(bar, adj_close=bar.price) for bar in bars]
+    return encode_bars(bars, fetched_at, splits=_split_keys(splits), filled_adj_close=filled)
+
+
+def _split_keys(splits: Iterable[CorporateAction]) -> frozenset[tuple[date, Decimal]]:
+    return frozenset((split.date, split.ratio) for split in splits)
 
 
 def _drift(asset: Asset, reference: tuple[date, Decimal], fresh: dict[date, Decimal],

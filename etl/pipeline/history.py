@@ -38,7 +38,8 @@ from etl.assets import describe_assets, record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import NO_META, AnswerMeta, Asset
-from etl.pipeline import adjust, claims, health, store
+from etl.pipeline import adjust, bar_rows, claims, health, store
+from etl.pipeline.bar_rows import EncodedBars
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
                                 provider_limits)
@@ -90,6 +91,7 @@ class Fetched:
     asset: Asset
     parts: list[Part] = field(default_factory=list)
     error: EtlError | None = None
+    encoded: EncodedBars | None = None   # its rows encoded ahead of the load (adjust.prepare)
 
 
 def plan_assets(conn, assets: Sequence[Asset], chain: ProviderChain, *, start: date, end: date, today: date,
@@ -188,8 +190,10 @@ def describe_plan(plans: Sequence[AssetPlan]) -> list[str]:
     return lines
 
 
-def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetched:
-    """Fetch every span of one asset (runs on a worker thread; no database access)."""
+def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date,
+                fetched_at: datetime | None = None) -> Fetched:
+    """Fetch every span of one asset and, given `fetched_at`, encode its rows for the load (runs on a
+    worker thread; no database access)."""
     fetched = Fetched(plan.asset)
     for span in plan.spans:
         checked = any(part.served.answer.checked_actions for part in fetched.parts)
@@ -200,7 +204,14 @@ def fetch_asset(chain: ProviderChain, plan: AssetPlan, *, today: date) -> Fetche
         if error is not None:
             fetched.error = error
             break
+    if fetched_at is not None and fetched.parts:
+        fetched.encoded = adjust.prepare(_answered(fetched), fetched_at)
     return fetched
+
+
+def _answered(fetched: Fetched) -> list[adjust.Answered]:
+    return [adjust.Answered(part.served.provider, part.validated.rows, part.served.answer.actions,
+                            part.served.answer.checked_actions) for part in fetched.parts]
 
 
 def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, today: date,
@@ -223,8 +234,8 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
             health.recording(run.settings, chain, dry_run=run.dry_run):
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
-        with closing(_fetch_all(chain, claims.Claims(run, todo).draw, len(todo), today=today,
-                                threads=threads)) as results:
+        with closing(_fetch_all(chain, claims.Claims(run, todo).draw, len(todo), today=today, threads=threads,
+                                fetched_at=None if run.dry_run else fetched_at)) as results:
             for group in progress(results, len(todo), "historical backfill", log=log, tally=run.tally, size=len):
                 stopping.check()
                 if not run.dry_run and not first_write:
@@ -239,7 +250,7 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
 
 
 def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], count: int, *, today: date,
-               threads: int) -> Iterator[list[Fetched]]:
+               threads: int, fetched_at: datetime | None = None) -> Iterator[list[Fetched]]:
     """Yield the Fetched of the plans `draw(n)` gives (at most `count`) as they are ready: each time,
     every one ready by then; a FatalError stops everything (after those ready with it). `draw` is called
     on this thread, for as many plans as there are fetches to submit."""
@@ -249,7 +260,7 @@ def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], cou
         # At most two assets per worker in flight (and locked): enough for the writer to find
         # several ready, few enough that overlapping runs still share the work and fetched rows
         # never pile up in memory when writing is slower than fetching.
-        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today)
+        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today, fetched_at=fetched_at)
                                 for plan in draw(IN_FLIGHT * workers)}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -260,7 +271,7 @@ def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], cou
             for future in failed:
                 future.result()
             for plan in draw(len(done)):
-                running.add(pool.submit(fetch_asset, chain, plan, today=today))
+                running.add(pool.submit(fetch_asset, chain, plan, today=today, fetched_at=fetched_at))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -283,11 +294,9 @@ def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today:
     with run.conn.cursor() as cur:
         answered = [fetched for fetched in group if fetched.parts]
         if not run.dry_run and answered:
-            loaded = adjust.load_assets(cur, [(fetched.asset, [adjust.Answered(p.served.provider, p.validated.rows,
-                                                                               p.served.answer.actions,
-                                                                               p.served.answer.checked_actions)
-                                                               for p in fetched.parts]) for fetched in answered],
-                                        fetched_at=fetched_at, today=today)
+            loaded = adjust.load_assets(cur, [(fetched.asset, _answered(fetched)) for fetched in answered],
+                                        fetched_at=fetched_at, today=today,
+                                        prepared={f.asset: f.encoded for f in answered if f.encoded is not None})
             run.rows_upserted += next(iter(loaded.values())).rows
             moved = []
             for fetched in answered:
@@ -297,7 +306,7 @@ def _load(run: JobRun, group: Sequence[Fetched], *, fetched_at: datetime, today:
                 if changed and not done.final_moves:
                     moved.append((fetched.asset, min(changed), max(changed)))
             store.record_fetches(cur, _ledger(cur, answered, today=today, lookback_days=lookback_days), run.run_id)
-            store.fill_history_changes(cur, moved, today=today)
+            bar_rows.fill_history_changes(cur, moved, today=today)
             described = {(f.asset.symbol, f.asset.asset_type): meta for f in answered
                          if not (meta := answers_meta(f.parts)).empty}
             if described:

@@ -1,21 +1,19 @@
-"""Named statements for market_data, the fetch ledger, the asset cool-off and learned provider symbols."""
+"""Named statements for market_data's quotes and stored spans, the fetch ledger, the asset cool-off and
+learned provider symbols (history rows: `bar_rows`)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Iterable, Sequence
 
-from psycopg2 import errors, sql
+from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from etl.models import Asset, Bar, Quote
-from etl.pipeline.moves import batch_moves
+from etl.models import Asset, Quote
 from etl.pipeline.plan import Span
-from etl.utils.db_utils import bulk_upsert, copy_rows
+from etl.utils.db_utils import bulk_upsert
 
 MARKET_DATA_KEY = ("symbol", "asset_type", "date")
-BAR_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
-               "currency", "source", "as_of", "change", "percent_change")
 QUOTE_COLUMNS = ("symbol", "asset_type", "date", "price", "change", "percent_change", "open", "high", "low",
                  "volume", "currency", "source", "as_of")
 
@@ -44,19 +42,6 @@ def _quote_merge() -> dict[str, sql.Composable]:
 
 
 QUOTE_MERGE = _quote_merge()
-
-# A bar without an adjusted close (its provider gives none) keeps the stored one while the price is
-# unchanged: that one is on the current basis (pipeline.adjust keeps it there); otherwise it is
-# computed again from the price.
-# A stored change is kept: the upsert's is only a first guess for new rows (pipeline.moves), and
-# fill_history_changes sets the stored ones right after it.
-BAR_MERGE = {
-    "adj_close": sql.SQL("coalesce(EXCLUDED.adj_close, CASE WHEN market_data.price = EXCLUDED.price "
-                         "THEN market_data.adj_close END)"),
-    "change": sql.SQL("coalesce(market_data.change, EXCLUDED.change)"),
-    "percent_change": sql.SQL("coalesce(market_data.percent_change, EXCLUDED.percent_change)"),
-}
-
 
 def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
     return [a.symbol for a in assets], [a.asset_type for a in assets]
@@ -174,52 +159,6 @@ def fetched_meanwhile(conn, assets: Sequence[Asset], run_id: int,
     return fetched
 
 
-def upsert_bars(cur, bars: Iterable[Bar], fetched_at: datetime, *,
-                new_assets: Iterable[tuple[str, str]] = ()) -> tuple[int, set[tuple[str, str]]]:
-    """Historical bars (of any number of assets); `as_of` is the provider's stamp, else the time of the fetch.
-    Returns the rows written and the (symbol, asset_type) of `new_assets` whose rows were all inserted new.
-
-    A refetched bar whose values did not change is not rewritten: `as_of` alone
-    (a new fetch time) is not a change. A new row gets its change from the bar
-    before it in `bars` (`moves.batch_moves`), so that `fill_history_changes`
-    rarely has to rewrite one. The bars of `new_assets` (none of their rows
-    stored when their load began) are COPYed straight into market_data, without
-    the staging table and the conflict checks; should one of those rows have been
-    stored meanwhile (a live quote of the same day), they are merged like the others.
-    """
-    latest = {(b.symbol, b.asset_type, b.date): b for b in bars}  # a repeated day keeps its last bar
-    moves = batch_moves(latest.values(), today=fetched_at.astimezone(timezone.utc).date())
-    rows_of: dict[tuple[str, str], list[tuple]] = {}
-    for key, b in latest.items():
-        rows_of.setdefault(key[:2], []).append(
-            (b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume, b.currency,
-             b.source, b.as_of or fetched_at, *moves.get(key, (None, None))))
-    inserted = set(new_assets) & set(rows_of)
-    if inserted and not insert_new_rows(cur, [row for asset in inserted for row in rows_of[asset]]):
-        inserted = set()
-    merged = [row for asset, rows in rows_of.items() if asset not in inserted for row in rows]
-    written = bulk_upsert(cur, "market_data", BAR_COLUMNS, merged, key=MARKET_DATA_KEY, compare_exclude=("as_of",),
-                          set_expressions=BAR_MERGE) if merged else 0
-    return written + sum(len(rows_of[asset]) for asset in inserted), inserted
-
-
-def insert_new_rows(cur, rows: Sequence[tuple]) -> bool:
-    """COPY `rows` (BAR_COLUMNS, keys not stored) into market_data; False, with nothing written, when a key
-    turns out to be stored already. Inside a transaction a savepoint keeps the rest of it."""
-    in_transaction = not cur.connection.autocommit
-    if in_transaction:
-        cur.execute("SAVEPOINT new_rows")
-    try:
-        copy_rows(cur, "market_data", BAR_COLUMNS, rows)
-    except errors.UniqueViolation:
-        if in_transaction:
-            cur.execute("ROLLBACK TO SAVEPOINT new_rows")
-        return False
-    if in_transaction:
-        cur.execute("RELEASE SAVEPOINT new_rows")
-    return True
-
-
 def upsert_quotes(cur, quotes: Iterable[Quote]) -> int:
     """Live quotes as the row of their trading date; an older quote never replaces a newer one.
 
@@ -293,64 +232,3 @@ def stored_around(cur, spans: Sequence[tuple[Asset, Span]]) -> list[tuple[bool, 
          ORDER BY s.n""", ([a.symbol for a, _ in spans], [a.asset_type for a, _ in spans],
                            [span.start for _, span in spans], [span.end for _, span in spans]))
     return [(before, after) for before, after in cur.fetchall()]
-
-
-def fill_history_changes(cur, spans: Sequence[tuple[Asset, date, date]], *, today: date) -> int:
-    """Set `change` and `percent_change` of history rows from the previous stored trading day.
-
-    The move is taken on the adjusted basis, so a split or dividend is not shown
-    as one: r = adj_close_t / adj_close_(t-1) - 1 (`price` for both days when
-    either lacks an adjusted close), percent_change = 100 r (six decimals, like
-    the quotes'), change = price_t * r / (1 + r), the as-traded amount (four more
-    decimals than the price); a value beyond the table's bounds (a change of
-    1e12, a percent change of 1e9) is left NULL. `spans` are the (asset, first,
-    last) days just written, one per asset; the next stored day after each span
-    is recomputed too, so an earlier day that arrives later fixes the day after it. An asset's
-    first stored day has no previous day and is left as it is. Today's row (and a
-    later one: an exchange ahead of UTC) keeps the change a live quote gave it.
-    Rebasing adj_close leaves the ratios, and so these values, unchanged.
-    Returns the number of rows rewritten.
-    """
-    if not spans:
-        return 0
-    cur.execute("""
-        WITH touched (symbol, asset_type, first, last) AS (
-            SELECT * FROM unnest(%(symbols)s::text[], %(types)s::text[], %(firsts)s::date[], %(lasts)s::date[])),
-        reach AS (
-            SELECT t.symbol, t.asset_type, t.first,
-                   coalesce((SELECT max(p.date) FROM market_data p
-                              WHERE p.symbol = t.symbol AND p.asset_type = t.asset_type AND p.date < t.first),
-                            t.first) AS from_day,
-                   coalesce((SELECT min(n.date) FROM market_data n
-                              WHERE n.symbol = t.symbol AND n.asset_type = t.asset_type AND n.date > t.last),
-                            t.last) AS to_day
-              FROM touched t),
-        moves AS (
-            SELECT m.symbol, m.asset_type, m.date, m.price, r.first,
-                   CASE WHEN m.adj_close IS NOT NULL AND lag(m.adj_close) OVER w IS NOT NULL
-                        THEN m.adj_close / lag(m.adj_close) OVER w
-                        ELSE m.price / lag(m.price) OVER w END - 1 AS move
-              FROM reach r
-              JOIN market_data m ON m.symbol = r.symbol AND m.asset_type = r.asset_type
-                                AND m.date BETWEEN r.from_day AND r.to_day
-            WINDOW w AS (PARTITION BY m.symbol, m.asset_type ORDER BY m.date)),
-        rounded AS (
-            SELECT symbol, asset_type, date, round(move * 100, 6) AS percent,
-                   round(price * move / (1 + move), scale(price) + 4) AS amount
-              FROM moves
-             WHERE date >= first AND move IS NOT NULL),
-        computed AS (
-            SELECT symbol, asset_type, date,
-                   CASE WHEN abs(amount) < 1e12 THEN amount END AS change,
-                   CASE WHEN abs(percent) < 1e9 THEN percent END AS percent_change
-              FROM rounded)
-        UPDATE market_data m
-           SET change = c.change, percent_change = c.percent_change, updated_at = now()
-          FROM computed c
-         WHERE m.symbol = c.symbol AND m.asset_type = c.asset_type AND m.date = c.date
-           AND NOT (m.date >= %(today)s AND (m.change IS NOT NULL OR m.percent_change IS NOT NULL))
-           AND (m.change, m.percent_change) IS DISTINCT FROM (c.change, c.percent_change)""",
-                {"symbols": [a.symbol for a, _, _ in spans], "types": [a.asset_type for a, _, _ in spans],
-                 "firsts": [first for _, first, _ in spans], "lasts": [last for _, _, last in spans],
-                 "today": today})
-    return max(cur.rowcount, 0)

@@ -205,32 +205,42 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     `<table>.column`): a loaded column is compared through it as well, a column
     not loaded is only set along with a change in the others.
     """
-    update_columns = [c for c in columns if c not in key]
     stage = sql.Identifier("pg_temp", f"_stage_{table}")
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {stage}; "
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
-    merge = _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column,
-                             compare_exclude, set_expressions or {})
     copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
-    copy_text = copy.as_string(cur)
+    copy_statement = copy.as_string(cur)
     key_positions = [list(columns).index(k) for k in key]
     written = 0
     for number, batch in enumerate(_batches(rows, batch_size)):
         if number:
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         unique = {tuple(row[i] for i in key_positions): row for row in batch}
-        cur.copy_expert(copy_text, _copy_buffer(unique.values()), size=COPY_CHUNK)
-        cur.execute(merge)
-        written += max(cur.rowcount, 0)
+        cur.copy_expert(copy_statement, _copy_buffer(unique.values()), size=COPY_CHUNK)
+        written += merge_from(cur, table, columns, stage, key=key, newer_column=newer_column,
+                              touch_column=touch_column, compare_exclude=compare_exclude,
+                              set_expressions=set_expressions)
     cur.execute(sql.SQL("DROP TABLE {}").format(stage))
     return written
 
 
-def copy_rows(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY `rows` straight into `table` (keys known to be new: a stored one fails the whole COPY)."""
+def merge_from(cur, table: str, columns: Sequence[str], source: sql.Composable, params: Any = None, *,
+               key: Sequence[str], newer_column: str | None = None,
+               touch_column: str | None = "updated_at", compare_exclude: Sequence[str] = (),
+               set_expressions: Mapping[str, sql.Composable] | None = None) -> int:
+    """The merge of `bulk_upsert` from `source` (a table, or a subquery with its alias, giving `columns`;
+    with `params`), its keys unique. Returns how many rows were written."""
+    update_columns = [c for c in columns if c not in key]
+    cur.execute(_merge_statement(table, source, columns, key, update_columns, newer_column, touch_column,
+                                 compare_exclude, set_expressions or {}), params)
+    return max(cur.rowcount, 0)
+
+
+def copy_text(cur, table: str, columns: Sequence[str], text: io.StringIO) -> None:
+    """COPY rows already in COPY text straight into `table` (keys known to be new: a stored one fails it all)."""
     copy = sql.SQL("COPY {table} ({cols}) FROM STDIN").format(table=sql.Identifier(table), cols=_identifiers(columns))
-    cur.copy_expert(copy.as_string(cur), _copy_buffer(rows), size=COPY_CHUNK)
+    cur.copy_expert(copy.as_string(cur), text, size=COPY_CHUNK)
 
 
 def _merge_statement(table, stage, columns, key, update_columns, newer_column, touch_column, compare_exclude=(),
