@@ -127,15 +127,24 @@ def clear_cool_off(cur, assets: Iterable[Asset]) -> None:
 
 def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list[date]]],
                    run_id: int | None = None) -> None:
-    """Ledger rows: (asset, provider, span, rows returned, rows dropped, final empty days), fetched by `run_id`."""
+    """Ledger rows: (asset, provider, span, rows returned, rows dropped, final empty days), fetched by `run_id`.
+
+    The empty days go as one array literal per row (a backfill's are hundreds of days each, which
+    psycopg2 would adapt one by one)."""
     if entries:
         execute_values(cur, """
             INSERT INTO market_data_fetch_ledger
                    (symbol, asset_type, provider, range_start, range_end, rows_returned, rows_dropped, empty_days,
                     run_id)
-            VALUES %s""", [(a.symbol, a.asset_type, provider, span.start, span.end, returned, dropped, days, run_id)
+            VALUES %s""", [(a.symbol, a.asset_type, provider, span.start, span.end, returned, dropped,
+                            _date_array(days), run_id)
                            for a, provider, span, returned, dropped, days in entries],
                        template="(%s, %s, %s, %s, %s, %s, %s, %s::date[], %s)")
+
+
+def _date_array(days: Iterable[date]) -> str:
+    """`days` as a PostgreSQL array literal ({2024-01-06,2024-01-07})."""
+    return "{" + ",".join(map(date.isoformat, days)) + "}"
 
 
 def fetched_meanwhile(conn, assets: Sequence[Asset], run_id: int,
