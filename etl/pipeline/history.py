@@ -9,7 +9,7 @@ together, each step one statement for all of them (`adjust.load_assets`), and
 committed with their locks released before the next group is written, so
 progress survives a crash: with a slow provider a group is one asset, and when
 fetching outruns writing (an API that does not limit) it is as many as are
-waiting, at most two per fetch thread. An asset's failure stays its own: a
+waiting, at most IN_FLIGHT per fetch thread. An asset's failure stays its own: a
 group's other assets are written and succeed. The last group's writes are left
 for `job_run` to commit together with the completion event.
 What the answers say of each asset (`AnswerMeta`) fills its empty name, currency,
@@ -57,7 +57,7 @@ COOL_OFF_DAYS = 7
 # still correct it); older, it is recorded as a day without usable data, so it is not asked every night.
 DROPPED_DAY_GRACE_DAYS = 30
 FETCH_THREADS = 8
-IN_FLIGHT = 2  # assets per fetch thread fetched or waiting to be written
+IN_FLIGHT = 4  # assets per fetch thread fetched or waiting to be written
 # While a backfill runs, how long a thread may hold the interpreter before another gets it (Python's
 # default: 5 ms). The writer thread makes some twenty round trips to the database per group and needs
 # the interpreter back after each; CPU-bound fetch threads (parsing, encoding) would otherwise keep it
@@ -255,6 +255,15 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
             store.store_learned_symbols(cur, chain.learned_symbols())
 
 
+def in_flight(workers: int, count: int) -> int:
+    """How many of `count` assets to have fetched or waiting to be written (and locked) at once:
+    IN_FLIGHT per fetch thread, enough for the writer to find several ready while it waits on the
+    database (fewer, larger groups: fewer round trips); yet never more than half of them (but one per
+    thread), so that an overlapping run still finds work to share; and few enough that fetched rows
+    never pile up in memory when writing is slower than fetching."""
+    return min(IN_FLIGHT * workers, max(workers, count // 2))
+
+
 @contextmanager
 def _switching_every(seconds: float) -> Iterator[None]:
     """Python's thread switch interval set to `seconds` for the block (SWITCH_INTERVAL says why)."""
@@ -274,11 +283,8 @@ def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], cou
     workers = max(1, min(threads, count))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     try:
-        # At most two assets per worker in flight (and locked): enough for the writer to find
-        # several ready, few enough that overlapping runs still share the work and fetched rows
-        # never pile up in memory when writing is slower than fetching.
         running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today, fetched_at=fetched_at)
-                                for plan in draw(IN_FLIGHT * workers)}
+                                for plan in draw(in_flight(workers, count))}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             failed = [future for future in done if future.exception() is not None]
