@@ -39,12 +39,12 @@ from decimal import Decimal
 from typing import Any, Protocol, Sequence
 
 from etl.errors import AccessRefusedError, ProviderUnavailableError
-from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer
+from etl.models import SPLIT_ADJUSTED, Asset, Bar, CorporateAction, HistoryAnswer, bars_from_columns
 from etl.providers.answers import answer_parser
 from etl.providers.base import Limits, Provider, ProviderSettings, QuoteBatch, unix_seconds
 from etl.providers.yahoo_auth import DEFAULT_COOKIE_URL, SessionStore, YahooAuth
-from etl.providers.yahoo_chart import (NAME, chart_meta, chart_path, chart_result, exchange_zone, major_price,
-                                       trading_date)
+from etl.providers.yahoo_chart import (NAME, chart_columns, chart_meta, chart_path, chart_result, exchange_zone,
+                                       major_price, trading_date)
 from etl.providers.yahoo_quotes import SPARK_MAX_SYMBOLS, YahooQuotes
 from etl.utils.fetch_utils import ProviderSession
 from etl.validate import is_good_dividend, sane_ratio, to_decimal, to_major_unit
@@ -131,7 +131,9 @@ def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     """Bars from a chart payload, one per timestamp, prices in the major currency.
 
     Nulls stay None (validation drops those rows); nothing is filtered here. A
-    window with no data at all gives no bars.
+    window with no data at all gives no bars. The arrays are read a column at a
+    time when they hold what Yahoo sends, else row by row (the same bars, or the
+    same error, more slowly).
     """
     result = chart_result(payload, where or asset.spec)
     if result is None:
@@ -143,22 +145,24 @@ def parse_history(payload: Any, asset: Asset, where: str = "") -> list[Bar]:
     indicators = result.get("indicators") or {}
     arrays = (indicators.get("quote") or [{}])[0] or {}
     adjclose = ((indicators.get("adjclose") or [{}])[0] or {}).get("adjclose")
-    bars = []
-    for i, stamp in enumerate(result.get("timestamp") or []):
-        bars.append(Bar(
-            symbol=asset.symbol,
-            asset_type=asset.asset_type,
-            date=trading_date(stamp, zone),
-            price=major_price(_column(arrays.get("close"), i), raw_currency),
-            adj_close=major_price(_column(adjclose, i), raw_currency),
-            open=major_price(_column(arrays.get("open"), i), raw_currency),
-            high=major_price(_column(arrays.get("high"), i), raw_currency),
-            low=major_price(_column(arrays.get("low"), i), raw_currency),
-            volume=to_decimal(_column(arrays.get("volume"), i)),
-            currency=currency,
-            source=NAME,
-        ))
-    return bars
+    stamps = result.get("timestamp") or []
+    columns = chart_columns(stamps, zone, arrays, adjclose, raw_currency)
+    if columns is not None:
+        return bars_from_columns(len(stamps), columns, symbol=asset.symbol, asset_type=asset.asset_type,
+                                 currency=currency, source=NAME)
+    return [Bar(
+        symbol=asset.symbol,
+        asset_type=asset.asset_type,
+        date=trading_date(stamp, zone),
+        price=major_price(_column(arrays.get("close"), i), raw_currency),
+        adj_close=major_price(_column(adjclose, i), raw_currency),
+        open=major_price(_column(arrays.get("open"), i), raw_currency),
+        high=major_price(_column(arrays.get("high"), i), raw_currency),
+        low=major_price(_column(arrays.get("low"), i), raw_currency),
+        volume=to_decimal(_column(arrays.get("volume"), i)),
+        currency=currency,
+        source=NAME,
+    ) for i, stamp in enumerate(stamps)]
 
 
 @answer_parser(NAME)
