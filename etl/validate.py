@@ -216,11 +216,12 @@ def _checked(problem_of, row) -> str | None:
 
 def validate_bars(bars: Iterable[Bar], start: date, end: date, today: date) -> Validated[Bar]:
     """Daily bars fit to load: one per date (the last one given wins), sorted by date."""
+    bars = list(bars)
     reasons: Counter = Counter()
     rejected: list[tuple[Bar, str]] = []
     by_date: dict[date, Bar] = {}
-    for bar in bars:
-        problem = _checked(lambda b: _bar_problem(b, start, end, today), bar)
+    for bar, plainly_good in zip(bars, _plainly_good(bars, start, end, today)):
+        problem = None if plainly_good else _checked(lambda b: _bar_problem(b, start, end, today), bar)
         if problem:
             reasons[problem] += 1
             rejected.append((bar, problem))
@@ -230,6 +231,25 @@ def validate_bars(bars: Iterable[Bar], start: date, end: date, today: date) -> V
         by_date[bar.date] = bar
     rows = [by_date[day] for day in sorted(by_date)]
     return Validated(rows=rows, dropped=sum(reasons.values()), reasons=reasons, rejected=rejected)
+
+
+def _plainly_good(bars: list[Bar], start: date, end: date, today: date) -> list[bool]:
+    """For each bar, whether it is plainly fit to load, which most are: a date in range, low <= close <=
+    high all Decimals inside the price bounds, and each other value absent or a Decimal inside its own.
+    A bar that is not plainly fit may still be (a close within the tolerance of its range, say):
+    `_bar_problem` decides. This only saves calling it. The comparisons run in ARITHMETIC, where
+    comparing a NaN is false instead of raising, so the bounds refuse NaN and infinities as well."""
+    if not type(start) is type(end) is type(today) is date:
+        return [False] * len(bars)
+    last = min(end, today)
+    with localcontext(ARITHMETIC):
+        return [type(bar) is Bar and type(bar.date) is date and start <= bar.date <= last
+                and type(bar.price) is type(bar.low) is type(bar.high) is Decimal
+                and MIN_PRICE <= bar.low <= bar.price <= bar.high < MAX_PRICE
+                and (bar.adj_close is None or type(bar.adj_close) is Decimal and MIN_PRICE <= bar.adj_close < MAX_PRICE)
+                and (bar.open is None or type(bar.open) is Decimal and MIN_PRICE <= bar.open < MAX_PRICE)
+                and (bar.volume is None or type(bar.volume) is Decimal and 0 <= bar.volume < MAX_VOLUME)
+                for bar in bars]
 
 
 def _quote_problem(quote: Quote, today: date) -> str | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from etl.models import Bar, Quote
-from etl.validate import (CLOSE_TOLERANCE, MAX_PRICE, MAX_VOLUME, MIN_PRICE, percent_change, sane_ratio, to_decimal,
-                          to_major_unit, validate_bars, validate_quotes)
+from etl.validate import (ARITHMETIC, CLOSE_TOLERANCE, MAX_PRICE, MAX_VOLUME, MIN_PRICE, _plainly_good, percent_change,
+                          sane_ratio, to_decimal, to_major_unit, validate_bars, validate_quotes)
 
 START, END, TODAY = date(2024, 1, 1), date(2024, 1, 31), date(2024, 2, 15)
 
@@ -293,3 +294,59 @@ def test_no_value_makes_validation_raise_and_every_kept_number_is_in_bounds(pric
     for row in [*bars.rows, *quotes.rows]:
         assert MIN_PRICE <= row.price < MAX_PRICE
         assert row.volume is None or 0 <= row.volume < MAX_VOLUME
+
+
+# plainly good bars take a shortcut that must not change a result
+
+def validated_row_by_row(bars, start, end, today):
+    with mock.patch("etl.validate._plainly_good", lambda bars, *dates: [False] * len(bars)):
+        return validate_bars(bars, start, end, today)
+
+
+def as_text(result) -> tuple:
+    """A result with every Decimal as written (1.0 and 1.00 differ)."""
+    return ([repr(row) for row in result.rows], result.dropped, dict(result.reasons),
+            [(repr(row), why) for row, why in result.rejected])
+
+
+odd_values = st.sampled_from([5, 0, True, 1.5, "100", [1], Decimal("-1"), Decimal("1e12"), Decimal("1e-12"),
+                              Decimal("1e15"), Decimal("100.000")])
+factors = st.sampled_from([Decimal(f) for f in ("0.5", "0.994", "0.995", "0.999", "1", "1.001", "1.005", "1.006", "2")])
+bar_days = st.one_of(st.dates(min_value=date(2023, 12, 30), max_value=date(2024, 2, 17)),
+                     st.sampled_from([datetime(2024, 1, 5), "2024-01-05", None]))
+
+
+@st.composite
+def bars_of_all_kinds(draw) -> Bar:
+    price = draw(st.one_of(st.decimals(min_value=Decimal("1e-13"), max_value=Decimal("2e12"), allow_nan=False),
+                           awkward_numbers, odd_values))
+    finite = isinstance(price, Decimal) and price.is_finite()
+    near = st.builds(lambda factor: ARITHMETIC.multiply(price, factor), factors) if finite else st.none()
+    value = st.one_of(near, near, near, awkward_numbers, odd_values)
+    return Bar(symbol="AAPL", asset_type="STOCK", date=draw(bar_days), price=price, source="test",
+               adj_close=draw(value), open=draw(value), high=draw(value), low=draw(value),
+               volume=draw(st.one_of(st.decimals(min_value=-1, max_value=Decimal("2e15")), awkward_numbers,
+                                     odd_values)))
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(bars=st.lists(bars_of_all_kinds(), max_size=8),
+       dates=st.sampled_from([(START, END, TODAY), (START, END, date(2024, 1, 20)), (END, START, TODAY),
+                              (datetime(2024, 1, 1), END, TODAY), (START, END, None)]))
+def test_validation_keeps_and_drops_the_same_bars_with_or_without_its_shortcut(bars, dates):
+    assert as_text(validate_bars(bars, *dates)) == as_text(validated_row_by_row(bars, *dates))
+
+
+def test_a_plainly_good_bar_takes_the_shortcut():
+    assert _plainly_good([bar(5), bar(6, volume=None, open=None, adj_close=None)], START, END, TODAY) == [True, True]
+    assert _plainly_good([bar(5, low=None), bar(6, price="101.1")], START, END, TODAY) == [False, False]
+    assert [row.date.day for row in validate_bars([bar(6, price="101.1")], START, END, TODAY).rows] == [6]
+
+
+@pytest.mark.parametrize("fields", [{"adj_close": "1e12"}, {"open": "1e12"}, {"high": "1e12"}, {"volume": "1e15"},
+                                    {"adj_close": "1e-12"}, {"open": "0.999e-12"}, {"low": "0.999e-12"},
+                                    {"volume": "0"}, {"volume": "-0"}, {"volume": "-1e-30"}, {"low": "100"},
+                                    {"high": "100"}, {"low": "100.5", "price": "100"}])
+def test_a_bar_on_a_bound_is_judged_the_same_with_or_without_the_shortcut(fields):
+    bars = [bar(5, **fields)]
+    assert as_text(validate_bars(bars, START, END, TODAY)) == as_text(validated_row_by_row(bars, START, END, TODAY))
