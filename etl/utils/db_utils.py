@@ -9,15 +9,11 @@ and left running for the next run.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import warnings
 from contextlib import contextmanager
-from datetime import date, datetime
-from decimal import Decimal
 from importlib import resources
 from typing import Any, Iterable, Iterator, Mapping, Sequence
-from uuid import UUID
 
 import psycopg2
 import psycopg2.extensions
@@ -26,6 +22,7 @@ from psycopg2 import sql
 from etl.config import Settings
 from etl.errors import EtlError
 from etl.utils import db_deadline
+from etl.utils.copy_format import copy_buffer as _copy_buffer, copy_value  # noqa: F401 - where callers import them
 from etl.utils.db_deadline import GuardedConnection
 from etl.utils.log_utils import one_line, redact
 
@@ -288,58 +285,6 @@ def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence
 
 
 COPY_CHUNK = 1 << 20  # bytes handed to the server per call: fewer round trips through Python
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def copy_value(value: Any) -> str:
-    """One value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise ValueError(f"{value} is not a number that can be stored: drop the row or the value")
-    if isinstance(value, (int, Decimal)):
-        return str(value)
-    if isinstance(value, float):
-        raise TypeError("floats are not loaded: convert to Decimal from the source text")
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, (dict, list)):
-        value = json.dumps(value, default=str)
-    return str(value).translate(_COPY_ESCAPES)
-
-
-def _finite_decimal(value: Decimal) -> str:
-    if value.is_finite():
-        return str(value)
-    return copy_value(value)  # raises
-
-
-# copy_value by exact type for the common ones: one dict lookup instead of a chain of isinstance
-# checks (a backfill encodes millions of values); any other type goes through copy_value.
-_ENCODE_BY_TYPE = {type(None): lambda value: "\\N", Decimal: _finite_decimal, int: str, date: date.isoformat,
-                   datetime: datetime.isoformat}
-
-
-def _copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
-    """`rows` as COPY text. Strings (symbols, currencies, sources) and dates repeat, so each is encoded once
-    (not Decimals: equal ones may be written differently, 1.0 and 1.00)."""
-    encoders = _ENCODE_BY_TYPE
-    texts: dict[str | date, str] = {}
-
-    def encode(value: Any) -> str:
-        kind = type(value)
-        if kind is str or kind is date:
-            text = texts.get(value)
-            if text is None:
-                text = texts[value] = value.translate(_COPY_ESCAPES) if kind is str else value.isoformat()
-            return text
-        return encoders.get(kind, copy_value)(value)
-
-    return io.StringIO("".join(["\t".join([encode(value) for value in row]) + "\n" for row in rows]))
 
 
 def __getattr__(name: str):
