@@ -81,13 +81,14 @@ def load_assets(cur, items: Sequence[tuple[Asset, Sequence[Answered]]], *, fetch
         known_keys = {(a.date, a.kind) for a in known}
         splits = _unique(split_list(known) + [a for answer in answers for a in split_list(answer.actions)])
         loaded = result[asset] = Loaded(had_rows=firsts.get(key) is not None)
-        bars, fresh_by[asset], reported = _as_traded(answers, splits)
+        bars, reported = _as_traded(answers, splits)
         loaded.new_actions = sorted((a for a in _unique(reported) if (a.date, a.kind) not in known_keys),
                                     key=lambda a: (a.date, a.kind))
         fill = not loaded.had_rows and not known and not loaded.new_actions
         encoded[key] = _encoded(bars, (prepared or {}).get(asset), splits, fill, fetched_at)
         loaded.bars = encoded[key].bars
-        first, fresh = firsts.get(key), fresh_by[asset]
+        first = firsts.get(key)
+        fresh = fresh_by[asset] = given_adj_closes(answers) if first is not None or loaded.new_actions else {}
         older_stored = first is not None and fresh and first < min(fresh)
         references[asset] = stored_reference(cur, asset, fresh) if older_stored else None
 
@@ -124,25 +125,27 @@ def prepare(answers: Sequence[Answered], fetched_at: datetime) -> EncodedBars:
     the splits its answers report are all that matter and, when they report no action, that none is
     stored: `load_assets` encodes again where what is stored says otherwise."""
     splits = _unique(a for answer in answers for a in split_list(answer.actions))
-    bars, _, reported = _as_traded(answers, splits)
+    bars, reported = _as_traded(answers, splits)
     return _encode(bars, splits, not reported, fetched_at)
 
 
 def _as_traded(answers: Sequence[Answered], splits: Sequence[CorporateAction]) \
-        -> tuple[list[Bar], dict[date, Decimal], list[CorporateAction]]:
-    """Step 1: the answers' bars as traded, the adjusted closes their providers gave (by day), and the
-    actions they reported (amounts as traded)."""
+        -> tuple[list[Bar], list[CorporateAction]]:
+    """Step 1: the answers' bars as traded, and the actions they reported (amounts as traded)."""
     bars: list[Bar] = []
-    fresh: dict[date, Decimal] = {}
     reported: list[CorporateAction] = []
     for answer in answers:
-        cls = provider_class(answer.provider)
-        converted = as_traded_bars(answer.bars, cls.price_basis, splits)
-        bars += converted
-        if cls.gives_adj_close:
-            fresh.update((bar.date, bar.adj_close) for bar in converted if bar.adj_close is not None)
-        reported += as_traded_actions(answer.actions, cls.price_basis, splits)
-    return bars, fresh, reported
+        basis = provider_class(answer.provider).price_basis
+        bars += as_traded_bars(answer.bars, basis, splits)
+        reported += as_traded_actions(answer.actions, basis, splits)
+    return bars, reported
+
+
+def given_adj_closes(answers: Sequence[Answered]) -> dict[date, Decimal]:
+    """The adjusted closes the answers' providers gave, by day (conversion as traded leaves them as given).
+    Needed only where stored rows or new actions are to be rebased: a new asset without actions has none."""
+    return {bar.date: bar.adj_close for answer in answers if provider_class(answer.provider).gives_adj_close
+            for bar in answer.bars if bar.adj_close is not None}
 
 
 def _encoded(bars: list[Bar], guess: EncodedBars | None, splits: Sequence[CorporateAction], fill: bool,

@@ -381,7 +381,8 @@ def _ledger(cur, group: Sequence[Fetched], *, today: date, lookback_days: int) -
     for (asset, part), (before, after) in zip(parts, around):
         served, validated = part.served, part.validated
         evidence = Evidence(served.answer.answered, before, after, served.answer.listed_from)
-        returned = part.served_days - unusable_days(part.served_days, validated, today=today)
+        served_days = part.served_days
+        returned = served_days - unusable_days(served_days, validated, today=today)
         entries.append((asset, served.provider, served.span, len(validated.rows) + validated.dropped,
                         validated.dropped,
                         empty_days(served.span, returned, today=today, lookback_days=lookback_days, evidence=evidence)))
