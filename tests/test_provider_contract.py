@@ -85,8 +85,9 @@ class Api:
         return KEYS.get(self.name) if PROVIDERS[self.name].key_variable else None
 
     def provider(self, base_url: str) -> Provider:
-        """The provider as the contract asks it: no retry (the same answer comes back), a short wait."""
-        return build_provider(self.name, base_url, key=self.key, paced=False, timeout=0.2, ETL_HTTP_RETRIES="0")
+        """The provider as the contract asks it: no retry (the same answer comes back), a short wait
+        (yet one a loaded machine's loopback answer fits in: 0.2 s did not always)."""
+        return build_provider(self.name, base_url, key=self.key, paced=False, timeout=1.0, ETL_HTTP_RETRIES="0")
 
     def symbol(self, asset: Asset) -> str:
         """What the API calls `asset` (what its requests carry)."""

@@ -1,15 +1,15 @@
 """The historical backfill: plan the missing spans per asset, fetch them concurrently, load.
 
 Each asset is locked as its work starts and re-checked against what
-overlapping runs fetched meanwhile (`claims`). Fetching runs in a small thread pool (provider sessions are
-thread-safe and share their rate limiter) so a backfill can reach a provider's rate limit
-despite network latency; every database write happens on the calling thread.
+overlapping runs fetched meanwhile (`claims`). Fetching runs in a small thread pool (`fetching`), so a
+backfill can reach a provider's rate limit despite network latency; every database write happens on the
+calling thread.
 The assets whose fetch has ended by the time the writer is free are written
 together, each step one statement for all of them (`adjust.load_assets`), and
 committed with their locks released before the next group is written, so
 progress survives a crash: with a slow provider a group is one asset, and when
 fetching outruns writing (an API that does not limit) it is as many as are
-waiting, at most IN_FLIGHT per fetch thread. An asset's failure stays its own: a
+waiting, at most `fetching.in_flight` of them. An asset's failure stays its own: a
 group's other assets are written and succeed. The last group's writes are left
 for `job_run` to commit together with the completion event.
 What the answers say of each asset (`AnswerMeta`) fills its empty name, currency,
@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections import Counter
-from contextlib import closing, contextmanager
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 from etl import stopping
 from etl.assets import describe_assets, record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
 from etl.errors import EtlError, NotFoundError
 from etl.models import NO_META, AnswerMeta, Asset
-from etl.pipeline import adjust, bar_rows, claims, health, store
+from etl.pipeline import adjust, bar_rows, claims, fetching, health, store
 from etl.pipeline.bar_rows import EncodedBars
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
 from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
@@ -57,12 +55,6 @@ COOL_OFF_DAYS = 7
 # still correct it); older, it is recorded as a day without usable data, so it is not asked every night.
 DROPPED_DAY_GRACE_DAYS = 30
 FETCH_THREADS = 8
-IN_FLIGHT = 4  # assets per fetch thread fetched or waiting to be written
-# While a backfill runs, how long a thread may hold the interpreter before another gets it (Python's
-# default: 5 ms). The writer thread makes some twenty round trips to the database per group and needs
-# the interpreter back after each; CPU-bound fetch threads (parsing, encoding) would otherwise keep it
-# waiting for up to the default after every one.
-SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True)
@@ -237,11 +229,11 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
         return
     first_write = True
     with closing(DailyBudget(run.settings, dry_run=run.dry_run)) as budget, \
-            health.recording(run.settings, chain, dry_run=run.dry_run), _switching_every(SWITCH_INTERVAL):
+            health.recording(run.settings, chain, dry_run=run.dry_run), fetching.switching_every():
         assets = [plan.asset for plan in todo]
         chain.check(assets, budget, store.provider_symbols(run.conn, assets))
-        with closing(_fetch_all(chain, claims.Claims(run, todo).draw, len(todo), today=today, threads=threads,
-                                fetched_at=None if run.dry_run else fetched_at)) as results:
+        fetch = functools.partial(fetch_asset, chain, today=today, fetched_at=None if run.dry_run else fetched_at)
+        with closing(fetching.fetch_all(fetch, claims.Claims(run, todo).draw, len(todo), threads=threads)) as results:
             for group in progress(results, len(todo), "historical backfill", log=log, tally=run.tally, size=len):
                 stopping.check()
                 if not run.dry_run and not first_write:
@@ -253,50 +245,6 @@ def backfill(run: JobRun, chain: ProviderChain, plans: Sequence[AssetPlan], *, t
     if not run.dry_run:
         with run.conn.cursor() as cur:
             store.store_learned_symbols(cur, chain.learned_symbols())
-
-
-def in_flight(workers: int, count: int) -> int:
-    """How many of `count` assets to have fetched or waiting to be written (and locked) at once:
-    IN_FLIGHT per fetch thread, enough for the writer to find several ready while it waits on the
-    database (fewer, larger groups: fewer round trips); yet never more than half of them (but one per
-    thread), so that an overlapping run still finds work to share; and few enough that fetched rows
-    never pile up in memory when writing is slower than fetching."""
-    return min(IN_FLIGHT * workers, max(workers, count // 2))
-
-
-@contextmanager
-def _switching_every(seconds: float) -> Iterator[None]:
-    """Python's thread switch interval set to `seconds` for the block (SWITCH_INTERVAL says why)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-def _fetch_all(chain: ProviderChain, draw: Callable[[int], list[AssetPlan]], count: int, *, today: date,
-               threads: int, fetched_at: datetime | None = None) -> Iterator[list[Fetched]]:
-    """Yield the Fetched of the plans `draw(n)` gives (at most `count`) as they are ready: each time,
-    every one ready by then; a FatalError stops everything (after those ready with it). `draw` is called
-    on this thread, for as many plans as there are fetches to submit."""
-    workers = max(1, min(threads, count))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
-    try:
-        running: set[Future] = {pool.submit(fetch_asset, chain, plan, today=today, fetched_at=fetched_at)
-                                for plan in draw(in_flight(workers, count))}
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            failed = [future for future in done if future.exception() is not None]
-            ready = [future.result() for future in done if future.exception() is None]
-            if ready:
-                yield ready
-            for future in failed:
-                future.result()
-            for plan in draw(len(done)):
-                running.add(pool.submit(fetch_asset, chain, plan, today=today, fetched_at=fetched_at))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def unusable_days(served_days: set[date], validated: Validated, *, today: date) -> set[date]:
