@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from etl.utils.copy_format import copy_buffer, copy_value
+from etl.utils.copy_format import copy_buffer, copy_columns, copy_value
 
 NEW_YORK = ZoneInfo("America/New_York")
 UTC_NOON = datetime(2024, 1, 2, 12, tzinfo=timezone.utc)
@@ -95,3 +95,18 @@ def test_rows_may_come_as_any_iterable_of_sequences():
     rows = [("a", Decimal("1")), ("b", None)]
     assert copy_buffer(iter(rows)).getvalue() == copy_buffer({1: rows[0], 2: rows[1]}.values()).getvalue() \
         == "a\t1\nb\t\\N\n"
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(rows=batches())
+def test_columns_are_encoded_as_the_rows_they_make(rows):
+    """copy_columns, for a caller that holds its values by column: the text of those rows, or the same
+    error at the same value."""
+    if not rows or len(set(map(len, rows))) != 1 or not rows[0]:
+        return
+    columns = [list(column) for column in zip(*rows)]
+    try:
+        got = copy_columns(columns)
+    except Exception as exc:
+        got = type(exc), str(exc)
+    assert got == reference(rows)

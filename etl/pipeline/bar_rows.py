@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from operator import attrgetter
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
@@ -20,7 +21,8 @@ from typing import Iterable, Mapping, Sequence
 from psycopg2 import errors, sql
 
 from etl.models import Asset, Bar
-from etl.utils.db_utils import _copy_buffer, copy_text, merge_from
+from etl.utils.copy_format import copy_columns
+from etl.utils.db_utils import copy_text, merge_from
 
 MARKET_DATA_KEY = ("symbol", "asset_type", "date")
 STAGED_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
@@ -88,9 +90,10 @@ def encode_bars(bars: Iterable[Bar], fetched_at: datetime, *, splits: SplitKeys 
     """`bars` (of one asset) as rows; `as_of` is the provider's stamp, else the time of the fetch."""
     latest = {bar.date: bar for bar in bars}
     ordered = [latest[day] for day in sorted(latest)]
-    rows = ((b.symbol, b.asset_type, b.date, b.price, b.adj_close, b.open, b.high, b.low, b.volume, b.currency,
-             b.source, b.as_of or fetched_at) for b in ordered)
-    return EncodedBars(ordered, _copy_buffer(rows).getvalue(), splits, filled_adj_close)
+    columns = [list(map(attrgetter(name), ordered)) for name in STAGED_COLUMNS]
+    as_of = STAGED_COLUMNS.index("as_of")
+    columns[as_of] = [stamp or fetched_at for stamp in columns[as_of]]
+    return EncodedBars(ordered, copy_columns(columns), splits, filled_adj_close)
 
 
 def upsert_bars(cur, encoded: Mapping[Key, EncodedBars], *, new_assets: Iterable[Key] = ()) -> tuple[int, set[Key]]:

@@ -56,23 +56,37 @@ def copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
     return io.StringIO(_by_value(rows) if text is None else text)
 
 
+def copy_columns(columns: Sequence[Sequence[Any]]) -> str:
+    """Columns of one length as COPY text, a line per position: what `copy_buffer` gives for the rows
+    they make, without making them (a caller holding its values by column saves two transpositions)."""
+    text = _of_columns(columns)
+    return _by_value(list(zip(*columns))) if text is None else text
+
+
 def _by_column(rows: list[Sequence[Any]]) -> str | None:
     """The COPY text of rows of one width, a column at a time; None when they differ in width or hold a
     value that cannot be stored."""
     if not rows:
         return ""
+    if len(set(map(len, rows))) != 1 or not rows[0]:
+        return None
+    return _of_columns(list(zip(*rows)))
+
+
+def _of_columns(columns: Sequence[Sequence[Any]]) -> str | None:
+    """The COPY text of columns of one length; None when one holds a value that cannot be stored."""
+    if not columns or not columns[0]:
+        return ""
     try:
-        if len(set(map(len, rows))) != 1 or not rows[0]:
-            return None
-        columns = [_column_texts(column) for column in zip(*rows)]
+        texts = [_column_texts(column) for column in columns]
     except Exception:  # the value-by-value encoding raises it again, at the value it comes from
         return None
-    if any(column is None for column in columns):
+    if any(text is None for text in texts):
         return None
-    return "\n".join(map("\t".join, zip(*columns))) + "\n"
+    return "\n".join(map("\t".join, zip(*texts))) + "\n"
 
 
-def _column_texts(column: tuple) -> list[str] | None:
+def _column_texts(column: Sequence[Any]) -> list[str] | None:
     """Each value of a column as `copy_value` writes it; None for a Decimal that cannot be stored."""
     if column[0] is None and column.count(None) == len(column):
         return [NULL] * len(column)
