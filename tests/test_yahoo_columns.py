@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from dataclasses import FrozenInstanceError, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -21,10 +22,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from etl.errors import EtlError
+from etl.errors import EtlError, UnusableAnswerError
 from etl.models import Asset, Bar, bars_from_columns
 from etl.providers import yahoo
-from etl.providers.yahoo import parse_history
+from etl.providers.yahoo import first_trade_date, parse_history
 from etl.providers.yahoo_chart import chart_columns, exchange_zone, trading_date, trading_dates
 from support.fake_api import fixture_text
 
@@ -120,8 +121,8 @@ stamps = st.one_of(st.builds(lambda base, delta: base + delta, st.sampled_from(A
 ODD = [True, False, "12.5", " 7 ", "abc", "", 1.5, [1], {}, Decimal("NaN"), Decimal("-Infinity"), Decimal("sNaN"),
        Decimal("1e400"), Decimal("1.500"), Decimal("-0"), 10**30]
 odd_values = st.sampled_from([*ODD, Decimal("1e999999999")])
-# Not 1e999999999 as a stamp: its int() is a billion digits, in either reading.
-odd_stamps = st.sampled_from([*ODD, Decimal("1700000000.5"), "1700000000"])
+odd_stamps = st.sampled_from([*ODD, Decimal("1700000000.5"), "1700000000", Decimal("1e999999999"),
+                              Decimal("-1e999999999"), 253_402_300_800])
 numbers = st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False),
                     st.decimals(min_value=0, max_value=10**6, places=6), st.integers(min_value=0, max_value=10**12))
 zones_meta = st.one_of(st.builds(lambda name: {"exchangeTimezoneName": name},
@@ -164,3 +165,15 @@ def test_a_chart_as_yahoo_sends_it_reads_the_same_by_column_as_by_row(payload):
 @given(payload=charts(odd=True))
 def test_a_chart_with_odd_values_reads_the_same_by_column_as_by_row(payload):
     assert outcome(payload) == outcome_row_by_row(payload)
+
+
+@pytest.mark.parametrize("stamp", [Decimal("1e999999999"), Decimal("-1e999999999"), 10**400])
+def test_a_stamp_beyond_every_date_makes_the_answer_unusable_at_once(stamp):
+    """Refused before int(), which would take minutes to write out a billion digits."""
+    payload = {"chart": {"result": [{"meta": {"currency": "USD", "firstTradeDate": stamp}, "timestamp": [stamp],
+                                     "indicators": {"quote": [{"close": [Decimal("1")]}]}}], "error": None}}
+    started = time.monotonic()
+    for parse in (lambda: parse_history(payload, Asset("AAPL", "STOCK")), lambda: first_trade_date(payload)):
+        with pytest.raises(UnusableAnswerError):
+            parse()
+    assert time.monotonic() - started < 1

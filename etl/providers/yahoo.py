@@ -209,7 +209,7 @@ def first_trade_date(payload: Any) -> date | None:
     meta = (result or {}).get("meta") or {}
     stamp = meta.get("firstTradeDate")
     valid = isinstance(stamp, (int, Decimal)) and not isinstance(stamp, bool)
-    return trading_date(int(stamp), exchange_zone(meta)) if valid else None
+    return trading_date(stamp, exchange_zone(meta)) if valid else None
 
 
 class YahooSettings(ProviderSettings, Protocol):

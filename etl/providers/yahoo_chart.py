@@ -69,7 +69,14 @@ def exchange_zone(meta: dict) -> tzinfo:
     return timezone(timedelta(seconds=int(meta.get("gmtoffset") or 0)))
 
 
+# Seconds from 1970 to the year 10000, where Python's dates end. A stamp beyond has no date; it is refused
+# before int(), which would spend minutes writing out the digits of a stamp such as 1e999999999.
+_LAST_STAMP = 253_402_300_800
+
+
 def trading_date(timestamp: int, zone: tzinfo) -> date:
+    if not -_LAST_STAMP < timestamp < _LAST_STAMP:
+        raise OverflowError(f"timestamp {timestamp} is out of range")
     return datetime.fromtimestamp(int(timestamp), zone).date()
 
 
