@@ -63,6 +63,7 @@ TOPIC = "HISTORICAL_MARKET_DATA_COMPLETE"
 
 def serve(port_value, limit_value, served, throttled, arrivals_path, ready) -> None:
     recent: deque[float] = deque()
+    counting = [limit_value.value]  # the limit `recent` counts for: a new one starts with an empty window
     lock = threading.Lock()
     log = open(arrivals_path, "a", buffering=1)
 
@@ -72,6 +73,9 @@ def serve(port_value, limit_value, served, throttled, arrivals_path, ready) -> N
         def do_GET(self):  # noqa: N802
             with lock:
                 now = time.monotonic()
+                if counting[0] != limit_value.value:
+                    recent.clear()
+                    counting[0] = limit_value.value
                 while recent and now - recent[0] >= WINDOW:
                     recent.popleft()
                 allowed = not limit_value.value or len(recent) < limit_value.value
