@@ -20,7 +20,8 @@ import psycopg2
 
 from benchdb import throwaway_database
 
-from etl.utils.db_utils import _copy_buffer, bulk_upsert, migrate  # noqa: E402
+from etl.utils.copy_format import copy_buffer  # noqa: E402
+from etl.utils.db_utils import bulk_upsert, migrate  # noqa: E402
 
 SYMBOLS = 400
 COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
@@ -74,7 +75,7 @@ def run(url: str, count: int) -> int:
 
     def plain_copy():
         with conn.cursor() as cur:
-            cur.copy_expert(f"COPY market_data_copy ({', '.join(COLUMNS)}) FROM STDIN", _copy_buffer(rows))
+            cur.copy_expert(f"COPY market_data_copy ({', '.join(COLUMNS)}) FROM STDIN", copy_buffer(rows))
         conn.commit()
 
     def upsert():

@@ -13,7 +13,8 @@ from etl.assets import register_assets
 from etl.models import Asset, Bar, Quote
 from etl.pipeline.bar_rows import encode_bars, upsert_bars
 from etl.pipeline.store import upsert_quotes
-from etl.utils.db_utils import bulk_upsert, copy_value
+from etl.utils.copy_format import copy_buffer, copy_value
+from etl.utils.db_utils import bulk_upsert
 from support.db import rows, scalar
 
 COLUMNS = ("symbol", "asset_type", "date", "price", "volume", "source", "as_of")
@@ -221,17 +222,15 @@ def test_table_without_non_key_columns_inserts_missing_rows_only(db):
 def test_copy_text_of_a_batch_is_each_value_as_copy_value_writes_it():
     from uuid import UUID
 
-    from etl.utils.db_utils import _copy_buffer
-
     batch = [("a\tb\\c\nd", date(2024, 1, 2), T0, datetime(2024, 1, 2, 3, 4, 5), Decimal("1E+3"),
               Decimal("0.000001230"), 7, True, None, UUID(int=5), {"k": [1, "x"]}),
              ("a\tb\\c\nd", date(2024, 1, 2), T1, None, Decimal("-0"), Decimal("12.50"), -1, False, "", UUID(int=6),
               [])]
-    assert _copy_buffer(batch).getvalue() == "".join("\t".join(copy_value(v) for v in row) + "\n" for row in batch)
+    assert copy_buffer(batch).getvalue() == "".join("\t".join(copy_value(v) for v in row) + "\n" for row in batch)
     with pytest.raises(ValueError, match="not a number"):
-        _copy_buffer([(Decimal("NaN"),)])
+        copy_buffer([(Decimal("NaN"),)])
     with pytest.raises(TypeError, match="floats"):
-        _copy_buffer([(1.5,)])
+        copy_buffer([(1.5,)])
 
 
 LATER = datetime(2024, 1, 10, 21, 0, tzinfo=timezone.utc)

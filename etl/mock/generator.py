@@ -39,7 +39,7 @@ from etl.mock.actions import CorporateAction, ratio_text
 from etl.mock.prices import PriceBook
 from etl.mock.trading_days import first_business_day, month_end, rows_in_month
 from etl.models import Asset
-from etl.utils.db_utils import copy_value
+from etl.utils.copy_format import copy_value
 
 # Transaction units: the currency code for cash, SHARES for stocks and ETFs, COINS for crypto.
 UNITS = {"STOCK": "SHARES", "ETF": "SHARES", "CRYPTO": "COINS"}

@@ -26,8 +26,9 @@ from typing import Iterable, Mapping, Sequence
 
 from etl.models import Asset, Bar, CorporateAction
 from etl.pipeline import bar_rows
-from etl.pipeline.bar_rows import EncodedBars, encode_bars
 from etl.pipeline.actions import (ONE, as_traded_actions, as_traded_bars, factors_of, segments, split_list)
+from etl.pipeline.bar_rows import EncodedBars, encode_bars
+from etl.pipeline.store import asset_arrays
 from etl.providers import provider_class
 
 log = logging.getLogger(__name__)
@@ -195,10 +196,6 @@ def _unique(actions: Iterable[CorporateAction]) -> list[CorporateAction]:
     return list(unique.values())
 
 
-def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
-    return [a.symbol for a in assets], [a.asset_type for a in assets]
-
-
 def known_actions_of(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], list[CorporateAction]]:
     """The stored actions of each of `assets` ((symbol, asset_type) → actions by date and kind)."""
     if not assets:
@@ -206,7 +203,7 @@ def known_actions_of(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], list
     cur.execute("""
         SELECT symbol, asset_type, date, kind, source, ratio, amount, currency FROM corporate_actions
          WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-         ORDER BY symbol, asset_type, date, kind""", _keys(assets))
+         ORDER BY symbol, asset_type, date, kind""", asset_arrays(assets))
     known: dict[tuple[str, str], list[CorporateAction]] = {}
     for symbol, asset_type, day, kind, source, ratio, amount, currency in cur.fetchall():
         known.setdefault((symbol, asset_type), []).append(
@@ -221,7 +218,7 @@ def first_stored(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], date]:
     cur.execute("""
         SELECT w.symbol, w.asset_type,
                (SELECT min(m.date) FROM market_data m WHERE m.symbol = w.symbol AND m.asset_type = w.asset_type)
-          FROM unnest(%s::text[], %s::text[]) AS w(symbol, asset_type)""", _keys(assets))
+          FROM unnest(%s::text[], %s::text[]) AS w(symbol, asset_type)""", asset_arrays(assets))
     return {(symbol, asset_type): first for symbol, asset_type, first in cur.fetchall() if first is not None}
 
 
@@ -248,7 +245,7 @@ def previous_closes_of(cur, assets: Sequence[Asset]) -> dict[tuple[str, str], di
                  ORDER BY m.date DESC LIMIT 1)
           FROM corporate_actions c
          WHERE (c.symbol, c.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[])) AND c.kind = 'dividend'""",
-                _keys(assets))
+                asset_arrays(assets))
     closes: dict[tuple[str, str], dict[date, Decimal]] = {}
     for symbol, asset_type, day, close in cur.fetchall():
         if close is not None:
@@ -316,4 +313,4 @@ def mark_checked(cur, assets: Sequence[Asset], day: date) -> None:
         cur.execute("""
             UPDATE asset SET corporate_actions_checked = %s
              WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-               AND corporate_actions_checked IS DISTINCT FROM %s""", (day, *_keys(assets), day))
+               AND corporate_actions_checked IS DISTINCT FROM %s""", (day, *asset_arrays(assets), day))

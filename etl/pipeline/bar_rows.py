@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from operator import attrgetter
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Iterable, Mapping, Sequence
 
 from psycopg2 import errors, sql
 
 from etl.models import Asset, Bar
+from etl.pipeline.store import MARKET_DATA_KEY
 from etl.utils.copy_format import copy_columns
-from etl.utils.db_utils import copy_text, merge_from
+from etl.utils.db_utils import copy_text, merge_from, staging_table
 
-MARKET_DATA_KEY = ("symbol", "asset_type", "date")
 STAGED_COLUMNS = ("symbol", "asset_type", "date", "price", "adj_close", "open", "high", "low", "volume",
                   "currency", "source", "as_of")
 BAR_COLUMNS = (*STAGED_COLUMNS, "change", "percent_change")
@@ -42,11 +42,10 @@ BOUNDED = ("CASE WHEN abs(amount) < 1e12 THEN amount END AS change, "
            "CASE WHEN abs(percent) < 1e9 THEN percent END AS percent_change")
 WINDOW = "WINDOW w AS (PARTITION BY symbol, asset_type ORDER BY date)"
 
-STAGE = "_stage_bars"
-# The staged rows of the assets given as two arrays, with their changes among themselves.
+# The rows of the staging table {stage} of the assets given as two arrays, with their changes among themselves.
 _MOVED = f"""(SELECT {', '.join(STAGED_COLUMNS)}, {BOUNDED}
                 FROM (SELECT *, {ROUNDED}
-                        FROM (SELECT *, {MOVE} AS move FROM pg_temp.{STAGE}
+                        FROM (SELECT *, {MOVE} AS move FROM {{stage}}
                                WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
                               {WINDOW}) moving) rounded) moved"""
 
@@ -110,29 +109,29 @@ def upsert_bars(cur, encoded: Mapping[Key, EncodedBars], *, new_assets: Iterable
     texts = {key: rows for key, rows in encoded.items() if rows.rows}
     if not texts:
         return 0, set()
-    cur.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGE}; "
-                f"CREATE TEMP TABLE {STAGE} AS SELECT {', '.join(STAGED_COLUMNS)} FROM market_data WITH NO DATA")
-    copy_text(cur, STAGE, STAGED_COLUMNS, io.StringIO("".join(rows.text for rows in texts.values())))
-    inserted = {key for key in new_assets if key in texts}
-    written = _insert_new(cur, inserted) if inserted else 0
-    if written is None:
-        inserted, written = set(), 0
-    merged = [key for key in texts if key not in inserted]
-    if merged:
-        written += merge_from(cur, "market_data", BAR_COLUMNS, sql.SQL(_MOVED), _arrays(merged),
-                              key=MARKET_DATA_KEY, compare_exclude=("as_of",), set_expressions=BAR_MERGE)
-    cur.execute(f"DROP TABLE pg_temp.{STAGE}")
+    with staging_table(cur, "market_data", STAGED_COLUMNS) as stage:
+        copy_text(cur, stage, STAGED_COLUMNS, io.StringIO("".join(rows.text for rows in texts.values())))
+        moved = sql.SQL(_MOVED).format(stage=stage)
+        inserted = {key for key in new_assets if key in texts}
+        written = _insert_new(cur, moved, inserted) if inserted else 0
+        if written is None:
+            inserted, written = set(), 0
+        merged = [key for key in texts if key not in inserted]
+        if merged:
+            written += merge_from(cur, "market_data", BAR_COLUMNS, moved, _arrays(merged),
+                                  key=MARKET_DATA_KEY, compare_exclude=("as_of",), set_expressions=BAR_MERGE)
     return written, inserted
 
 
-def _insert_new(cur, keys: Iterable[Key]) -> int | None:
-    """Insert the staged rows of `keys` with their changes; None, with nothing written, when one of
-    them is stored already. Inside a transaction a savepoint keeps the rest of it."""
+def _insert_new(cur, moved: sql.Composable, keys: Iterable[Key]) -> int | None:
+    """Insert the staged rows of `keys` (`moved`: them with their changes); None, with nothing written, when
+    one of them is stored already. Inside a transaction a savepoint keeps the rest of it."""
     in_transaction = not cur.connection.autocommit
     if in_transaction:
         cur.execute("SAVEPOINT new_rows")
     try:
-        cur.execute(f"INSERT INTO market_data ({', '.join(BAR_COLUMNS)}) SELECT * FROM {_MOVED}", _arrays(keys))
+        cur.execute(sql.SQL("INSERT INTO market_data ({cols}) SELECT * FROM {moved}").format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS)), moved=moved), _arrays(keys))
     except errors.UniqueViolation:
         if in_transaction:
             cur.execute("ROLLBACK TO SAVEPOINT new_rows")

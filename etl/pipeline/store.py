@@ -43,7 +43,8 @@ def _quote_merge() -> dict[str, sql.Composable]:
 
 QUOTE_MERGE = _quote_merge()
 
-def _keys(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
+def asset_arrays(assets: Sequence[Asset]) -> tuple[list[str], list[str]]:
+    """The symbols and the asset types of `assets`, as two arrays for `unnest(%s::text[], %s::text[])`."""
     return [a.symbol for a in assets], [a.asset_type for a in assets]
 
 
@@ -78,7 +79,7 @@ def covered_spans(conn, assets: Sequence[Asset], start: date, end: date) -> dict
                                       AND e.day BETWEEN %(start)s AND %(end)s) covered) numbered
                     GROUP BY island) islands
              ORDER BY w.symbol, w.asset_type, islands.first""",
-                    {"symbols": _keys(assets)[0], "types": _keys(assets)[1], "start": start, "end": end})
+                    {"symbols": asset_arrays(assets)[0], "types": asset_arrays(assets)[1], "start": start, "end": end})
         spans: dict[tuple[str, str], list[Span]] = {}
         for symbol, asset_type, first, last in cur.fetchall():
             spans.setdefault((symbol, asset_type), []).append(Span(first, last))
@@ -91,7 +92,7 @@ def known_assets(conn, assets: Sequence[Asset]) -> set[tuple[str, str]]:
         return set()
     with conn.cursor() as cur:
         cur.execute("SELECT symbol, asset_type FROM asset "
-                    "WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))", _keys(assets))
+                    "WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))", asset_arrays(assets))
         return set(cur.fetchall())
 
 
@@ -103,7 +104,7 @@ def cooling_off(conn, assets: Sequence[Asset]) -> dict[tuple[str, str], datetime
         cur.execute("""
             SELECT symbol, asset_type, cool_off_until FROM asset
              WHERE cool_off_until > now()
-               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", asset_arrays(assets))
         return {(s, t): until for s, t, until in cur.fetchall()}
 
 
@@ -113,7 +114,7 @@ def set_cool_off(cur, assets: Iterable[Asset], days: int) -> None:
         cur.execute("""
             UPDATE asset SET cool_off_until = now() + make_interval(days => %s)
              WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",
-                    (days, *_keys(wanted)))
+                    (days, *asset_arrays(wanted)))
 
 
 def clear_cool_off(cur, assets: Iterable[Asset]) -> None:
@@ -122,7 +123,7 @@ def clear_cool_off(cur, assets: Iterable[Asset]) -> None:
         cur.execute("""
             UPDATE asset SET cool_off_until = NULL
              WHERE cool_off_until IS NOT NULL
-               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(wanted))
+               AND (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", asset_arrays(wanted))
 
 
 def record_fetches(cur, entries: Sequence[tuple[Asset, str, Span, int, int, list[date]]],
@@ -161,7 +162,7 @@ def fetched_meanwhile(conn, assets: Sequence[Asset], run_id: int,
               JOIN etl_job_runs r ON r.run_id = l.run_id
              WHERE (l.symbol, l.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
                AND l.run_id <> %s AND (r.finished_at IS NULL OR r.finished_at >= %s)""",
-                    (*_keys(assets), run_id, started_at))
+                    (*asset_arrays(assets), run_id, started_at))
         fetched: dict[Asset, list[Span]] = {}
         for symbol, asset_type, first, last in cur.fetchall():
             fetched.setdefault(by_key[(symbol, asset_type)], []).append(Span(first, last))
@@ -207,7 +208,7 @@ def provider_symbols(conn, assets: Sequence[Asset]) -> dict[str, dict[tuple[str,
     with conn.cursor() as cur:
         cur.execute("""
             SELECT provider, symbol, asset_type, provider_symbol FROM provider_symbols
-             WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+             WHERE (symbol, asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", asset_arrays(assets))
         known: dict[str, dict[tuple[str, str], str]] = {}
         for provider, symbol, asset_type, provider_symbol in cur.fetchall():
             known.setdefault(provider, {})[(symbol, asset_type)] = provider_symbol
@@ -223,7 +224,7 @@ def actions_checked(conn, assets: Sequence[Asset]) -> dict[tuple[str, str], tupl
             SELECT a.symbol, a.asset_type, a.corporate_actions_checked,
                    (SELECT min(m.date) FROM market_data m WHERE m.symbol = a.symbol AND m.asset_type = a.asset_type)
               FROM asset a
-             WHERE (a.symbol, a.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", _keys(assets))
+             WHERE (a.symbol, a.asset_type) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""", asset_arrays(assets))
         return {(symbol, asset_type): (checked, first) for symbol, asset_type, checked, first in cur.fetchall()}
 
 

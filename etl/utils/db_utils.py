@@ -22,7 +22,7 @@ from psycopg2 import sql
 from etl.config import Settings
 from etl.errors import EtlError
 from etl.utils import db_deadline
-from etl.utils.copy_format import copy_buffer as _copy_buffer, copy_value  # noqa: F401 - where callers import them
+from etl.utils.copy_format import copy_buffer
 from etl.utils.db_deadline import GuardedConnection
 from etl.utils.log_utils import one_line, redact
 
@@ -202,24 +202,30 @@ def bulk_upsert(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence
     `<table>.column`): a loaded column is compared through it as well, a column
     not loaded is only set along with a change in the others.
     """
+    key_positions = [list(columns).index(k) for k in key]
+    written = 0
+    with staging_table(cur, table, columns) as stage:
+        for number, batch in enumerate(_batches(rows, batch_size)):
+            if number:
+                cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+            unique = {tuple(row[i] for i in key_positions): row for row in batch}
+            copy_text(cur, stage, columns, copy_buffer(unique.values()))
+            written += merge_from(cur, table, columns, stage, key=key, newer_column=newer_column,
+                                  touch_column=touch_column, compare_exclude=compare_exclude,
+                                  set_expressions=set_expressions)
+    return written
+
+
+@contextmanager
+def staging_table(cur, table: str, columns: Sequence[str]) -> Iterator[sql.Identifier]:
+    """An empty temporary table of `table`'s `columns` (no constraints, no index, no WAL), dropped after the
+    block; one per table and session, `pg_temp._stage_<table>`."""
     stage = sql.Identifier("pg_temp", f"_stage_{table}")
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {stage}; "
                         "CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
         stage=stage, cols=_identifiers(columns), table=sql.Identifier(table)))
-    copy = sql.SQL("COPY {stage} ({cols}) FROM STDIN").format(stage=stage, cols=_identifiers(columns))
-    copy_statement = copy.as_string(cur)
-    key_positions = [list(columns).index(k) for k in key]
-    written = 0
-    for number, batch in enumerate(_batches(rows, batch_size)):
-        if number:
-            cur.execute(sql.SQL("TRUNCATE {}").format(stage))
-        unique = {tuple(row[i] for i in key_positions): row for row in batch}
-        cur.copy_expert(copy_statement, _copy_buffer(unique.values()), size=COPY_CHUNK)
-        written += merge_from(cur, table, columns, stage, key=key, newer_column=newer_column,
-                              touch_column=touch_column, compare_exclude=compare_exclude,
-                              set_expressions=set_expressions)
+    yield stage
     cur.execute(sql.SQL("DROP TABLE {}").format(stage))
-    return written
 
 
 def merge_from(cur, table: str, columns: Sequence[str], source: sql.Composable, params: Any = None, *,
@@ -234,9 +240,10 @@ def merge_from(cur, table: str, columns: Sequence[str], source: sql.Composable, 
     return max(cur.rowcount, 0)
 
 
-def copy_text(cur, table: str, columns: Sequence[str], text: io.StringIO) -> None:
-    """COPY rows already in COPY text straight into `table` (keys known to be new: a stored one fails it all)."""
-    copy = sql.SQL("COPY {table} ({cols}) FROM STDIN").format(table=sql.Identifier(table), cols=_identifiers(columns))
+def copy_text(cur, table: str | sql.Composable, columns: Sequence[str], text: io.StringIO) -> None:
+    """COPY rows already in COPY text into `table` (a name, or an identifier such as a staging table's)."""
+    target = sql.Identifier(table) if isinstance(table, str) else table
+    copy = sql.SQL("COPY {table} ({cols}) FROM STDIN").format(table=target, cols=_identifiers(columns))
     cur.copy_expert(copy.as_string(cur), text, size=COPY_CHUNK)
 
 
