@@ -65,6 +65,33 @@ END = date(2024, 12, 31)
 
 # ---- the server (child process) ----
 
+TOO_MANY_REQUESTS = b'{"finance":{"result":null,"error":{"code":"Too Many Requests"}}}'
+
+
+class ChartHandler(BaseHTTPRequestHandler):
+    """What a Yahoo-format chart server's handlers share: JSON answers over keep-alive, no access log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def chart_request(self) -> tuple[str, int, int]:
+        """(symbol, period1, period2) of this `/v8/finance/chart/{symbol}` request."""
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return unquote(parts.path.rsplit("/", 1)[1]), int(query["period1"]), int(query["period2"])
+
+    def send_json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 def serve(port_value, requests_value, throttled_value, ready, limited: bool = True,
           prebuilt: tuple[list[str], int, int] | None = None) -> None:
     """Answer chart requests; `limited`: RATE a second and LATENCY per answer, else neither.
@@ -75,9 +102,7 @@ def serve(port_value, requests_value, throttled_value, ready, limited: bool = Tr
     bodies = {} if prebuilt is None else {(symbol, prebuilt[1], prebuilt[2]): chart(symbol, *prebuilt[1:])
                                           for symbol in prebuilt[0]}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(ChartHandler):
         def do_GET(self):  # noqa: N802
             with lock:
                 now = time.monotonic()
@@ -92,26 +117,10 @@ def serve(port_value, requests_value, throttled_value, ready, limited: bool = Tr
             if limited:
                 time.sleep(LATENCY)
             if not allowed:
-                body = b'{"finance":{"result":null,"error":{"code":"Too Many Requests"}}}'
-                self._send(429, body, {"Retry-After": "1"})
+                self.send_json(429, TOO_MANY_REQUESTS, {"Retry-After": "1"})
                 return
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            symbol = unquote(parts.path.rsplit("/", 1)[1])
-            key = (symbol, int(query["period1"]), int(query["period2"]))
-            self._send(200, bodies.get(key) or chart(*key))
-
-        def _send(self, status, body, headers=None):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            key = self.chart_request()
+            self.send_json(200, bodies.get(key) or chart(*key))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -39,16 +39,15 @@ import time
 import uuid
 from collections import deque
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg2
 
 from benchdb import REPO, throwaway_database
 
 sys.path.insert(0, str(REPO / "tests"))
-from backfill import chart  # noqa: E402
+from backfill import TOO_MANY_REQUESTS, ChartHandler, chart  # noqa: E402
 from support.services import TansuBroker  # noqa: E402
 
 LATENCY = 0.200
@@ -67,9 +66,7 @@ def serve(port_value, limit_value, served, throttled, arrivals_path, ready) -> N
     lock = threading.Lock()
     log = open(arrivals_path, "a", buffering=1)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(ChartHandler):
         def do_GET(self):  # noqa: N802
             with lock:
                 now = time.monotonic()
@@ -87,24 +84,9 @@ def serve(port_value, limit_value, served, throttled, arrivals_path, ready) -> N
                     throttled.value += 1
             time.sleep(LATENCY)
             if not allowed:
-                self._send(429, b'{"finance":{"result":null,"error":{"code":"Too Many Requests"}}}',
-                           {"Retry-After": "2"})
+                self.send_json(429, TOO_MANY_REQUESTS, {"Retry-After": "2"})
                 return
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            self._send(200, chart(unquote(parts.path.rsplit("/", 1)[1]), int(query["period1"]), int(query["period2"])))
-
-        def _send(self, status, body, headers=None):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            self.send_json(200, chart(*self.chart_request()))
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
