@@ -31,7 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 
 from benchdb import REPO, throwaway_database
 

@@ -38,7 +38,7 @@ from etl.errors import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EX
 from etl.registry import Job
 from etl.runs import Batch, RunResult, in_batch
 from etl.worker_kafka import (PoisonMessage, WorkerOptions, commit, dead_letter, ensure_topics, make_consumer,
-                              request_argv, request_batch, request_options)
+                              request_batch, request_options)
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import pytest
 
 from support.db import row_count
 from support.locks import held_by_another_run
-from support.runner import ETL_VARIABLES, REPO, run_etl, run_etl_process
+from support.runner import REPO, run_etl, run_etl_process
 from support.yahoo_server import YahooServer
 
 pytestmark = pytest.mark.container

@@ -207,8 +207,8 @@ def test_a_broken_optional_figure_is_left_out_and_the_price_kept(field, value):
 
 def test_of_two_quotes_for_one_asset_the_newest_wins_whatever_the_order():
     older, newer = quote(price="100", minute=1), quote(price="101", minute=2)
-    for given in ([older, newer], [newer, older]):
-        result = validate_quotes(given, TODAY)
+    for order in ([older, newer], [newer, older]):
+        result = validate_quotes(order, TODAY)
         assert [q.price for q in result.rows] == [Decimal("101")]
         assert result.reasons == {"duplicate quote": 1}
 

@@ -19,7 +19,7 @@ from kafka.admin import KafkaAdminClient
 from etl import worker as worker_module
 from etl.errors import UsageError
 from etl.registry import JOBS
-from etl.worker import PoisonMessage, request_argv, request_options
+from etl.worker_kafka import PoisonMessage, request_argv, request_options
 from support.db import row_count, rows, scalar
 from support.events import read_events
 from support.runner import ETL_VARIABLES, PYTHON, REPO, run_etl_process

@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
 from etl.config import Settings
-from etl.errors import (BudgetSpentError, DeferredError, EtlError, FatalError, NotFoundError, ProviderUnavailableError,
+from etl.errors import (BudgetSpentError, EtlError, FatalError, NotFoundError, ProviderUnavailableError,
                         QuotaExhaustedError, RetryableError)
 from etl.models import Asset, Bar, HistoryAnswer, Quote
 from etl.pipeline.budget import DailyBudget, ProviderBudget
@@ -41,7 +41,7 @@ from etl.pipeline.plan import Span, widened
 from etl.pipeline.provider_sessions import SavedSessions
 from etl.pipeline.provider_setup import load_class, make_provider
 from etl.pipeline.rate_bucket import RateBucket
-from etl.pipeline.failures import asset_failure_level, combined_error, no_provider_error  # noqa: F401 (re-exported)
+from etl.pipeline.failures import combined_error, no_provider_error
 from etl.providers.answers import reading
 from etl.providers.base import Limits, Provider, subject_of
 

@@ -35,13 +35,13 @@ from typing import Sequence
 from etl import stopping
 from etl.assets import describe_assets, record_asset_errors
 from etl.config import PROVIDER_VARIABLES_BY_TYPE
-from etl.errors import EtlError, NotFoundError
+from etl.errors import DeferredError, EtlError, NotFoundError
 from etl.models import NO_META, AnswerMeta, Asset
 from etl.pipeline import adjust, bar_rows, claims, fetching, health, store
 from etl.pipeline.bar_rows import EncodedBars
 from etl.pipeline.budget import RESETS_AT, DailyBudget, left_today
-from etl.pipeline.chain import (DeferredError, ProviderChain, Served, asset_failure_level, daily_limit,
-                                provider_limits)
+from etl.pipeline.chain import ProviderChain, Served, daily_limit, provider_limits
+from etl.pipeline.failures import asset_failure_level
 from etl.pipeline.plan import Evidence, Span, budgets, empty_days, plan_spans
 from etl.providers import provider_class
 from etl.runs import JobRun

@@ -15,11 +15,12 @@ from typing import Callable, Sequence
 
 from etl.assets import describe_assets, record_asset_errors, register_assets
 from etl.config import Settings
-from etl.errors import FatalError
+from etl.errors import DeferredError, FatalError
 from etl.models import Asset
 from etl.pipeline import health, selection, store
 from etl.pipeline.budget import DailyBudget
-from etl.pipeline.chain import DeferredError, ProviderChain, asset_failure_level
+from etl.pipeline.chain import ProviderChain
+from etl.pipeline.failures import asset_failure_level
 from etl.runs import JobRun, RunResult, job_run
 from etl.validate import validate_quotes
 
