@@ -7,13 +7,15 @@ browser for Yahoo), so its behaviour is checked through each (the `client` fixtu
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 import time
 from decimal import Decimal
 
 import pytest
 
-from etl.errors import (FatalError, NotFoundError, ProviderUnavailableError, QuotaExhaustedError, RateLimitedError,
-                        RetryableError)
+from etl.errors import (FatalError, NotFoundError, ProviderUnavailableError, ProviderUnreachableError,
+                        QuotaExhaustedError, RateLimitedError, RetryableError)
 from etl.utils import fetch_utils
 from etl.utils.fetch_utils import RateLimiter, get_json, make_session
 from etl.utils.http_clients import BrowserClient, RequestsClient
@@ -355,3 +357,43 @@ def test_a_429_between_successes_does_not_count_towards_unavailable(fake_api):
     assert get_json(client_session, f"{fake_api.base_url}/quote") == {"ok": True}
     assert get_json(client_session, f"{fake_api.base_url}/quote") == {"ok": True}
     assert client_session.unavailable is None
+
+
+@pytest.fixture
+def full_listener():
+    """A loopback port whose accept queue is full: a connect there times out (a host that drops packets)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    queued = []
+    while True:  # fill the queue (its length is the kernel's): until a connect times out
+        try:
+            queued.append(socket.create_connection(listener.getsockname(), timeout=0.2))
+        except TimeoutError:
+            break
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for conn in queued:
+        conn.close()
+    listener.close()
+
+
+def test_threads_starting_together_on_a_host_never_reached_wait_for_one_probe(full_listener, monkeypatch):
+    """The first request is the probe until the host answers once: five threads starting together on a
+    host that times out cost its retries, not five first attempts beside them."""
+    monkeypatch.setattr(fetch_utils, "ABORT_CHECK_SECONDS", 0.1)  # real waits here (see whole_waits)
+    client = session(timeout=0.3, retries=2, backoff=0.01)
+    errors: list[Exception] = []
+
+    def ask():
+        try:
+            client.get(f"{full_listener}/chart")
+        except Exception as exc:  # what each thread ends with is checked below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 5 and all(isinstance(error, ProviderUnreachableError) for error in errors), errors
+    assert client.requests_made == 2 + 1

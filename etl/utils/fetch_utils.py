@@ -55,29 +55,45 @@ ABORT_CHECK_SECONDS = 0.1
 class Reachability:
     """Whether one provider's host can be connected to at all, found out once per session.
 
-    The first request that cannot connect (DNS failure, connection refused,
-    connect timeout) becomes the probe: it alone goes on retrying, neither
-    paced by the rate limiter nor charged to the daily budget (nothing reached
-    the provider) and without jitter (no other request of ours retries beside
-    it), while every other request of the session waits for its outcome. A
-    probe that connects lets them go on; one whose retries all fail makes the
-    provider unreachable, and every request of the session, waiting or later,
-    raises that ProviderUnreachableError without being sent.
+    Until the host has been reached once, the session's first request is the
+    probe and the others wait for it, so that threads starting together do not
+    each pay for a host that is down. A probe that cannot connect (DNS failure,
+    connection refused, connect timeout) alone goes on retrying, neither paced
+    by the rate limiter nor charged to the daily budget (nothing reached the
+    provider) and without jitter (no other request of ours retries beside it);
+    so does any later request that cannot connect. A probe that connects lets
+    the others go on; one whose retries all fail makes the provider
+    unreachable, and every request of the session, waiting or later, raises
+    that ProviderUnreachableError without being sent.
     """
 
     def __init__(self) -> None:
         self.down: ProviderUnreachableError | None = None
+        self.reached = False               # a request of the session has connected to the host
         self._probe: int | None = None     # the thread probing, if any
         self._changed = threading.Condition()
 
-    def admit(self) -> None:
-        """Return when this thread may send: no other thread is probing; raise when the provider is down."""
+    def admit(self, *, may_probe: bool = True) -> None:
+        """Return when this thread may send: no other thread is probing (while the host was never reached, this
+        one then probes, unless its request is for another host); raise when the provider is down."""
         me = threading.get_ident()
         with self._changed:
             while self._probe not in (None, me) and self.down is None:
                 self._changed.wait(ABORT_CHECK_SECONDS)
                 stopping.check()
+            if may_probe and not self.reached and self.down is None:
+                self._probe = me
         self.check()
+
+    def connected(self) -> None:
+        """This thread's attempt reached the host (an answer, or a failure after connecting): the others need
+        not wait for it any longer."""
+        if not self.reached:
+            with self._changed:
+                self.reached = True
+                if self._probe == threading.get_ident():
+                    self._probe = None
+                    self._changed.notify_all()
 
     def check(self) -> None:
         if self.down is not None:
@@ -219,11 +235,11 @@ class ProviderSession:
         try:
             while True:
                 if paced:
-                    self.reachability.admit()
+                    self.reachability.admit(may_probe=provider_host)
                     if self.budget is not None:
                         self.budget.reserve(cost)
                     self.limiter.wait(cost)
-                    self.reachability.admit()
+                    self.reachability.admit(may_probe=provider_host)
                 self._count()
                 paced = True
                 try:
@@ -231,6 +247,8 @@ class ProviderSession:
                                              timeout=timeout or self.timeout)
                 except TransportError as exc:
                     unreachable = exc.cause is not None and provider_host
+                    if provider_host and not unreachable:
+                        self.reachability.connected()
                     if attempt >= self.retries:
                         if unreachable:
                             self.reachability.give_up(unreachable_error(self.provider, url, exc.cause))
@@ -243,6 +261,8 @@ class ProviderSession:
                     else:
                         delay = self.backoff_seconds(attempt + 1)
                 else:
+                    if provider_host:
+                        self.reachability.connected()
                     if self._note_status(answer, url, params) or answer.status not in RETRY_STATUSES \
                             or attempt >= self.retries:
                         return answer
