@@ -48,7 +48,7 @@ class Answer:
 class TransportError(Exception):
     """No answer: `kind` is "timeout", "connect" or "other"; the message names the client's error type.
     `cause` says why no connection could be made at all (DNS, refused, connect timeout): the provider
-    may be unreachable (fetch_utils' `Reachability`); None for any other failure."""
+    may be unreachable (`reachability.Reachability`); None for any other failure."""
 
     def __init__(self, kind: str, detail: str, cause: str | None = None):
         super().__init__(detail)
